@@ -17,7 +17,8 @@ use actix_web::dev::Server;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{
-    App, HttpRequest, HttpResponse, HttpServer, Responder, ResponseError, middleware, web,
+    App, FromRequest, Handler, HttpRequest, HttpResponse, HttpServer, Responder, ResponseError,
+    middleware, web,
 };
 use serde::Serialize;
 use tracing::{error, info};
@@ -46,9 +47,7 @@ pub fn run(
         }
     };
     actix_web::rt::System::new().block_on(async move {
-        let address = listener
-            .local_addr()
-            .expect("a bound listener has an address");
+        let address = listener.local_addr().expect("a bound listener has an address");
         let server = match make_server(listener) {
             Ok(server) => server,
             Err(problem) => {
@@ -56,10 +55,7 @@ pub fn run(
                 return ExitCode::FAILURE;
             }
         };
-        info!(
-            "{service} listening on http://{address} (pid {})",
-            std::process::id()
-        );
+        info!("{service} listening on http://{address} (pid {})", std::process::id());
 
         let running = server.handle();
         actix_web::rt::spawn(async move {
@@ -156,13 +152,8 @@ where
 /// the same on every OS, and it also stops them if the launcher itself is
 /// killed, instead of leaving them behind holding their ports.
 pub async fn shutdown_signal(supervised: bool) {
-    let launcher_gone = async {
-        if supervised {
-            stdin_closed().await
-        } else {
-            std::future::pending().await
-        }
-    };
+    let launcher_gone =
+        async { if supervised { stdin_closed().await } else { std::future::pending().await } };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate() => {}
@@ -263,7 +254,18 @@ impl Responder for Problem {
     }
 }
 
-/// The answer of a service that only serves GET to any other method.
+/// Routes a GET on any path to `handler`, and answers any other method
+/// with 405 Method Not Allowed.
+pub fn on_every_get<F, Args>(routes: &mut web::ServiceConfig, handler: F)
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    routes.service(web::resource("/{any:.*}").get(handler).default_service(web::to(only_get)));
+}
+
+/// The answer to a method a GET-only route does not serve.
 pub async fn only_get(request: HttpRequest) -> Problem {
     Problem::new(
         StatusCode::METHOD_NOT_ALLOWED,

@@ -4,7 +4,7 @@ use std::io;
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
-use actix_web::{HttpResponse, web};
+use actix_web::HttpResponse;
 use serde_json::json;
 
 pub const NAME: &str = "service2";
@@ -18,13 +18,7 @@ pub struct Options {
 }
 
 pub fn server(listener: TcpListener) -> io::Result<Server> {
-    crate::serve(listener, |routes| {
-        routes.service(
-            web::resource("/{any:.*}")
-                .get(hello)
-                .default_service(web::to(crate::only_get)),
-        );
-    })
+    crate::serve(listener, |routes| crate::on_every_get(routes, hello))
 }
 
 async fn hello() -> HttpResponse {

@@ -38,11 +38,7 @@ impl Running {
         let (sender, lines) = mpsc::unbounded_channel();
         tokio::spawn(read_lines(process.stdout.take().unwrap(), sender.clone()));
         tokio::spawn(read_lines(process.stderr.take().unwrap(), sender));
-        Running {
-            process,
-            lines,
-            seen: Vec::new(),
-        }
+        Running { process, lines, seen: Vec::new() }
     }
 
     /// Waits for a line that contains `text` (or finds one already read),
@@ -63,23 +59,14 @@ impl Running {
         .await;
         match found {
             Ok(Some(line)) => line,
-            _ => panic!(
-                "no line with {text:?}; the output was:\n{}",
-                self.seen.join("\n")
-            ),
+            _ => panic!("no line with {text:?}; the output was:\n{}", self.seen.join("\n")),
         }
     }
 
     /// Waits until `service` says where it listens; returns its URL and pid.
     async fn listening(&mut self, service: &str) -> (String, u32) {
         let line = self.line_with(&format!("{service} listening on ")).await;
-        let url = line
-            .split("listening on ")
-            .nth(1)
-            .unwrap()
-            .split(' ')
-            .next()
-            .unwrap();
+        let url = line.split("listening on ").nth(1).unwrap().split(' ').next().unwrap();
         let pid = line.split("(pid ").nth(1).unwrap().trim_end_matches(')');
         (url.to_string(), pid.parse().unwrap())
     }
@@ -123,10 +110,7 @@ fn send_signal(signal: &str, pid: u32) {
 
 /// Both services on free ports.
 fn free_ports() -> Vec<(&'static str, String)> {
-    vec![
-        ("SERVICE1_PORT", "0".to_string()),
-        ("SERVICE2_PORT", "0".to_string()),
-    ]
+    vec![("SERVICE1_PORT", "0".to_string()), ("SERVICE2_PORT", "0".to_string())]
 }
 
 #[actix_web::test]
@@ -135,20 +119,14 @@ async fn help_lists_the_services_and_their_options() {
     assert!(help.exit_status().await.success());
     let text = help.rest_of_output().await;
     for expected in ["service1", "service2", "--host", "BIND_HOST"] {
-        assert!(
-            text.contains(expected),
-            "--help does not mention {expected}:\n{text}"
-        );
+        assert!(text.contains(expected), "--help does not mention {expected}:\n{text}");
     }
 
     let mut help = Running::start(&["service2", "--help"], &[]);
     assert!(help.exit_status().await.success());
     let text = help.rest_of_output().await;
     for expected in ["--port", "SERVICE2_PORT", "3003"] {
-        assert!(
-            text.contains(expected),
-            "service2 --help does not mention {expected}:\n{text}"
-        );
+        assert!(text.contains(expected), "service2 --help does not mention {expected}:\n{text}");
     }
 }
 
@@ -166,10 +144,7 @@ async fn the_launcher_starts_every_service_and_stops_them_all_on_ctrl_c() {
     send_signal("INT", step.process.id().unwrap());
     assert!(step.exit_status().await.success());
     let output = step.rest_of_output().await;
-    assert!(
-        output.contains("service1 | "),
-        "lines are prefixed with the service:\n{output}"
-    );
+    assert!(output.contains("service1 | "), "lines are prefixed with the service:\n{output}");
     assert!(output.contains("service1 stopped"), "{output}");
     assert!(output.contains("service2 stopped"), "{output}");
 }
@@ -179,13 +154,8 @@ async fn a_port_in_use_stops_the_step_with_a_message_that_says_what_to_do() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
 
-    let mut step = Running::start(
-        &[],
-        &[
-            ("SERVICE1_PORT", "0".to_string()),
-            ("SERVICE2_PORT", port.clone()),
-        ],
-    );
+    let mut step =
+        Running::start(&[], &[("SERVICE1_PORT", "0".to_string()), ("SERVICE2_PORT", port.clone())]);
     let status = step.exit_status().await;
     let output = step.rest_of_output().await;
     assert_eq!(status.code(), Some(1), "{output}");
@@ -193,10 +163,7 @@ async fn a_port_in_use_stops_the_step_with_a_message_that_says_what_to_do() {
         format!("service2 cannot listen on 127.0.0.1:{port}: the port is already in use");
     assert!(output.contains(&expected), "{output}");
     assert!(output.contains("SERVICE2_PORT=<N>"), "{output}");
-    assert!(
-        output.contains("launcher | service2 stopped on its own (exit status: 1)"),
-        "{output}"
-    );
+    assert!(output.contains("launcher | service2 stopped on its own (exit status: 1)"), "{output}");
 }
 
 #[cfg(unix)]
@@ -209,14 +176,8 @@ async fn a_service_that_dies_is_reported_with_its_exit_status() {
     send_signal("KILL", service2_pid);
     assert_eq!(step.exit_status().await.code(), Some(1));
     let output = step.rest_of_output().await;
-    assert!(
-        output.contains("service2 stopped on its own (signal: 9 (SIGKILL))"),
-        "{output}"
-    );
-    assert!(
-        output.contains("service1 stopped"),
-        "the others are stopped too:\n{output}"
-    );
+    assert!(output.contains("service2 stopped on its own (signal: 9 (SIGKILL))"), "{output}");
+    assert!(output.contains("service1 stopped"), "the others are stopped too:\n{output}");
 }
 
 #[cfg(unix)]
@@ -235,10 +196,7 @@ async fn services_do_not_outlive_a_killed_launcher() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         });
-        assert!(
-            port_freed.await.is_ok(),
-            "{url} still answers after the launcher was killed"
-        );
+        assert!(port_freed.await.is_ok(), "{url} still answers after the launcher was killed");
     }
 }
 
@@ -246,10 +204,7 @@ async fn services_do_not_outlive_a_killed_launcher() {
 async fn one_service_runs_alone_on_the_port_given() {
     let mut service2 = Running::start(&["service2", "--port", "0"], &[]);
     let (url, _pid) = service2.listening("service2").await;
-    assert_eq!(
-        get_text(&format!("{url}/anything")).await,
-        r#"{"name":"service 2"}"#
-    );
+    assert_eq!(get_text(&format!("{url}/anything")).await, r#"{"name":"service 2"}"#);
     assert!(!service2.seen.iter().any(|line| line.contains("service1")));
 
     #[cfg(unix)]

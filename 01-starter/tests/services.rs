@@ -15,19 +15,15 @@ fn start(server: fn(TcpListener) -> std::io::Result<actix_web::dev::Server>) -> 
 }
 
 fn header<'a, S>(response: &'a awc::ClientResponse<S>, name: &str) -> Option<&'a str> {
-    response
-        .headers()
-        .get(name)
-        .and_then(|value| value.to_str().ok())
+    response.headers().get(name).and_then(|value| value.to_str().ok())
 }
 
 #[actix_web::test]
 async fn each_service_answers_its_name_on_any_path() {
     let client = awc::Client::default();
-    for (server, name) in [
-        (service1::server as fn(_) -> _, "service 1"),
-        (service2::server, "service 2"),
-    ] {
+    for (server, name) in
+        [(service1::server as fn(_) -> _, "service 1"), (service2::server, "service 2")]
+    {
         let url = start(server);
         for path in ["/", "/users/42", "/a/b/c?x=1"] {
             let mut response = client.get(format!("{url}{path}")).send().await.unwrap();
@@ -42,17 +38,11 @@ async fn each_service_answers_its_name_on_any_path() {
 #[actix_web::test]
 async fn other_methods_get_405_problem_details_with_allow() {
     let url = start(service1::server);
-    let mut response = awc::Client::default()
-        .post(format!("{url}/orders"))
-        .send_body("{}")
-        .await
-        .unwrap();
+    let mut response =
+        awc::Client::default().post(format!("{url}/orders")).send_body("{}").await.unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(header(&response, "allow"), Some("GET"));
-    assert_eq!(
-        header(&response, "content-type"),
-        Some("application/problem+json")
-    );
+    assert_eq!(header(&response, "content-type"), Some("application/problem+json"));
     let problem: Value = response.json().await.unwrap();
     assert_eq!(
         problem,

@@ -18,7 +18,8 @@ use actix_web::dev::Server;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{StatusCode, Uri};
 use actix_web::{
-    App, HttpRequest, HttpResponse, HttpServer, Responder, ResponseError, middleware, web,
+    App, FromRequest, Handler, HttpRequest, HttpResponse, HttpServer, Responder, ResponseError,
+    middleware, web,
 };
 use awc::error::{ConnectError, SendRequestError};
 use serde::Serialize;
@@ -48,9 +49,7 @@ pub fn run(
         }
     };
     actix_web::rt::System::new().block_on(async move {
-        let address = listener
-            .local_addr()
-            .expect("a bound listener has an address");
+        let address = listener.local_addr().expect("a bound listener has an address");
         let server = match make_server(listener) {
             Ok(server) => server,
             Err(problem) => {
@@ -58,10 +57,7 @@ pub fn run(
                 return ExitCode::FAILURE;
             }
         };
-        info!(
-            "{service} listening on http://{address} (pid {})",
-            std::process::id()
-        );
+        info!("{service} listening on http://{address} (pid {})", std::process::id());
 
         let running = server.handle();
         actix_web::rt::spawn(async move {
@@ -158,13 +154,8 @@ where
 /// the same on every OS, and it also stops them if the launcher itself is
 /// killed, instead of leaving them behind holding their ports.
 pub async fn shutdown_signal(supervised: bool) {
-    let launcher_gone = async {
-        if supervised {
-            stdin_closed().await
-        } else {
-            std::future::pending().await
-        }
-    };
+    let launcher_gone =
+        async { if supervised { stdin_closed().await } else { std::future::pending().await } };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate() => {}
@@ -265,7 +256,18 @@ impl Responder for Problem {
     }
 }
 
-/// The answer of a service that only serves GET to any other method.
+/// Routes a GET on any path to `handler`, and answers any other method
+/// with 405 Method Not Allowed.
+pub fn on_every_get<F, Args>(routes: &mut web::ServiceConfig, handler: F)
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    routes.service(web::resource("/{any:.*}").get(handler).default_service(web::to(only_get)));
+}
+
+/// The answer to a method a GET-only route does not serve.
 pub async fn only_get(request: HttpRequest) -> Problem {
     Problem::new(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -317,11 +319,7 @@ impl Upstream {
     ) -> Result<serde_json::Value, Problem> {
         let url = format!("{}{path}", self.url);
         let call = async {
-            let mut response = client
-                .get(&url)
-                .send()
-                .await
-                .map_err(|error| self.failed(error))?;
+            let mut response = client.get(&url).send().await.map_err(|error| self.failed(error))?;
             if !response.status().is_success() {
                 return Err(self.bad_gateway(&format!("answered {}", response.status())));
             }
@@ -356,18 +354,12 @@ impl Upstream {
     }
 
     fn bad_gateway(&self, what: &str) -> Problem {
-        Problem::new(
-            StatusCode::BAD_GATEWAY,
-            format!("{} at {} {what}", self.name, self.url),
-        )
+        Problem::new(StatusCode::BAD_GATEWAY, format!("{} at {} {what}", self.name, self.url))
     }
 
     fn too_slow(&self) -> Problem {
         let timeout = humantime::format_duration(self.timeout);
-        let detail = format!(
-            "{} at {} did not answer within {timeout}",
-            self.name, self.url
-        );
+        let detail = format!("{} at {} did not answer within {timeout}", self.name, self.url);
         Problem::new(StatusCode::GATEWAY_TIMEOUT, detail)
     }
 }

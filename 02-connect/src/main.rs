@@ -51,20 +51,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.service {
         None => launch_all(&cli.host),
-        Some(Service::Service1(options)) => run(
-            service1::NAME,
-            &cli.host,
-            options.port,
-            cli.supervised,
-            |listener| service1::server(listener, options),
-        ),
-        Some(Service::Service2(options)) => run(
-            service2::NAME,
-            &cli.host,
-            options.port,
-            cli.supervised,
-            service2::server,
-        ),
+        Some(Service::Service1(options)) => {
+            run(service1::NAME, &cli.host, options.port, cli.supervised, |listener| {
+                service1::server(listener, options)
+            })
+        }
+        Some(Service::Service2(options)) => {
+            run(service2::NAME, &cli.host, options.port, cli.supervised, service2::server)
+        }
     }
 }
 
@@ -149,9 +143,7 @@ async fn supervise(
             match tokio::time::timeout(STOP_GRACE, child.wait()).await {
                 Ok(status) => status,
                 Err(_) => {
-                    say(&format!(
-                        "{name} did not stop within {STOP_GRACE:?}; killing it"
-                    ));
+                    say(&format!("{name} did not stop within {STOP_GRACE:?}; killing it"));
                     let _ = child.kill().await;
                     child.wait().await
                 }

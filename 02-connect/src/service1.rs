@@ -31,20 +31,13 @@ pub struct Options {
 }
 
 pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
-    let service2 = Upstream {
-        name: "service2",
-        url: options.service2_url,
-        timeout: options.service2_timeout,
-    };
+    let service2 =
+        Upstream { name: "service2", url: options.service2_url, timeout: options.service2_timeout };
     crate::serve(listener, move |routes| {
         routes
             .app_data(web::Data::new(crate::http_client()))
-            .app_data(web::Data::new(service2.clone()))
-            .service(
-                web::resource("/{any:.*}")
-                    .get(hello)
-                    .default_service(web::to(crate::only_get)),
-            );
+            .app_data(web::Data::new(service2.clone()));
+        crate::on_every_get(routes, hello);
     })
 }
 

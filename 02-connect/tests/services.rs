@@ -27,8 +27,11 @@ fn start_service1(service2_url: &str) -> String {
     start(|listener| service1::server(listener, options))
 }
 
+/// How a stand-in for service2 answers every request.
+type FakeAnswer = fn() -> HttpResponse;
+
 /// Starts a stand-in for service2 that answers every request with `answer`.
-fn start_fake_service2(answer: fn() -> HttpResponse) -> String {
+fn start_fake_service2(answer: FakeAnswer) -> String {
     start(move |listener| {
         step02_connect::serve(listener, move |routes| {
             routes.default_service(web::to(move || async move { answer() }));
@@ -37,18 +40,13 @@ fn start_fake_service2(answer: fn() -> HttpResponse) -> String {
 }
 
 fn header<'a, S>(response: &'a awc::ClientResponse<S>, name: &str) -> Option<&'a str> {
-    response
-        .headers()
-        .get(name)
-        .and_then(|value| value.to_str().ok())
+    response.headers().get(name).and_then(|value| value.to_str().ok())
 }
 
 /// GETs `url`; returns the status, the content type and the JSON body.
 async fn get(url: &str) -> (StatusCode, String, Value) {
     let mut response = awc::Client::default().get(url).send().await.unwrap();
-    let content_type = header(&response, "content-type")
-        .unwrap_or_default()
-        .to_string();
+    let content_type = header(&response, "content-type").unwrap_or_default().to_string();
     let body = response.json().await.unwrap();
     (response.status(), content_type, body)
 }
@@ -112,54 +110,34 @@ async fn service2_slower_than_the_timeout_is_a_504() {
 
 #[actix_web::test]
 async fn service2_answering_garbage_is_a_502() {
-    let cases: [(fn() -> HttpResponse, &str); 3] = [
+    let cases: [(FakeAnswer, &str); 3] = [
         (
-            || {
-                HttpResponse::Ok()
-                    .content_type("text/html")
-                    .body("<h1>hello</h1>")
-            },
+            || HttpResponse::Ok().content_type("text/html").body("<h1>hello</h1>"),
             "answered something that is not JSON",
         ),
         (
-            || {
-                HttpResponse::Ok()
-                    .content_type("application/json")
-                    .body("{\"name\":")
-            },
+            || HttpResponse::Ok().content_type("application/json").body("{\"name\":"),
             "answered something that is not JSON",
         ),
-        (
-            || HttpResponse::InternalServerError().finish(),
-            "answered 500 Internal Server Error",
-        ),
+        (|| HttpResponse::InternalServerError().finish(), "answered 500 Internal Server Error"),
     ];
     for (answer, expected) in cases {
         let service2_url = start_fake_service2(answer);
         let (status, _, problem) = get(&start_service1(&service2_url)).await;
         assert_eq!(status, StatusCode::BAD_GATEWAY);
         let detail = problem["detail"].as_str().unwrap();
-        assert!(
-            detail.starts_with(&format!("service2 at {service2_url} {expected}")),
-            "{detail}"
-        );
+        assert!(detail.starts_with(&format!("service2 at {service2_url} {expected}")), "{detail}");
     }
 }
 
 #[actix_web::test]
 async fn other_methods_get_405_problem_details_with_allow() {
     let url = start(service2::server);
-    let mut response = awc::Client::default()
-        .post(format!("{url}/orders"))
-        .send_body("{}")
-        .await
-        .unwrap();
+    let mut response =
+        awc::Client::default().post(format!("{url}/orders")).send_body("{}").await.unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(header(&response, "allow"), Some("GET"));
-    assert_eq!(
-        header(&response, "content-type"),
-        Some("application/problem+json")
-    );
+    assert_eq!(header(&response, "content-type"), Some("application/problem+json"));
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["detail"], "POST is not served here; only GET is");
 }
