@@ -321,7 +321,15 @@ impl Upstream {
         let call = async {
             let mut response = client.get(&url).send().await.map_err(|error| self.failed(error))?;
             if !response.status().is_success() {
-                return Err(self.bad_gateway(&format!("answered {}", response.status())));
+                // Pass on the upstream's own explanation, if it gave one.
+                let status = response.status();
+                let problem: Option<serde_json::Value> = response.json().await.ok();
+                let detail = problem.as_ref().and_then(|problem| problem["detail"].as_str());
+                let what = match detail {
+                    Some(detail) => format!("answered {status}: {detail}"),
+                    None => format!("answered {status}"),
+                };
+                return Err(self.bad_gateway(&what));
             }
             response.json().await.map_err(|error| {
                 self.bad_gateway(&format!("answered something that is not JSON ({error})"))

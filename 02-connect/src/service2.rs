@@ -3,8 +3,8 @@
 use std::io;
 use std::net::TcpListener;
 
-use actix_web::dev::Server;
 use actix_web::HttpResponse;
+use actix_web::dev::Server;
 use serde_json::json;
 
 pub const NAME: &str = "service2";

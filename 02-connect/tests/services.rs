@@ -157,3 +157,18 @@ fn a_mistyped_service2_url_is_refused_at_start() {
         "http://127.0.0.1:3003"
     );
 }
+
+#[actix_web::test]
+async fn service2s_own_problem_is_passed_on_in_the_detail() {
+    let service2_url = start_fake_service2(|| {
+        HttpResponse::ServiceUnavailable()
+            .content_type("application/problem+json")
+            .body(r#"{"status":503,"detail":"out of coffee"}"#)
+    });
+    let (status, _, problem) = get(&start_service1(&service2_url)).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        problem["detail"],
+        format!("service2 at {service2_url} answered 503 Service Unavailable: out of coffee")
+    );
+}

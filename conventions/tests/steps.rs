@@ -1,0 +1,171 @@
+//! Every `NN-name` folder is a step: a workspace member named `stepNN-name`,
+//! numbered without gaps, laid out and documented like every other step.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The sections of a step's README, in this order.
+const README_SECTIONS: [&str; 6] =
+    ["## Goal", "## Diagram", "## Run", "## Try it", "## What changed since", "## Exercises"];
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path)
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
+}
+
+/// The step folders (`01-starter`, `02-connect`, …), sorted.
+fn step_folders() -> Vec<String> {
+    let mut steps: Vec<String> = fs::read_dir(workspace_root())
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| is_step_name(name))
+        .collect();
+    steps.sort();
+    assert!(!steps.is_empty(), "no step folders (NN-name) found in {}", workspace_root().display());
+    steps
+}
+
+fn is_step_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.len() > 3 && bytes[0].is_ascii_digit() && bytes[1].is_ascii_digit() && bytes[2] == b'-'
+}
+
+/// The `members` of the root Cargo.toml, in the order they are listed.
+fn workspace_members() -> Vec<String> {
+    let manifest = read(&workspace_root().join("Cargo.toml"));
+    let list = manifest
+        .split_once("members = [")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(list, _)| list)
+        .expect("the root Cargo.toml has no `members = [...]` list");
+    list.lines()
+        .map(|line| line.split('#').next().unwrap().trim().trim_end_matches(',').trim_matches('"'))
+        .filter(|member| !member.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn steps_are_numbered_from_01_without_gaps() {
+    for (index, step) in step_folders().iter().enumerate() {
+        let expected = format!("{:02}-", index + 1);
+        assert!(
+            step.starts_with(&expected),
+            "step folder {step} should be numbered {expected}…: steps are numbered 01, 02, … \
+             without gaps or repeats, in the order of the slides"
+        );
+    }
+}
+
+#[test]
+fn every_step_is_a_workspace_member_in_order() {
+    let members: Vec<String> =
+        workspace_members().into_iter().filter(|member| is_step_name(member)).collect();
+    assert_eq!(
+        members,
+        step_folders(),
+        "the step members of the root Cargo.toml must be exactly the step folders, in order"
+    );
+}
+
+#[test]
+fn every_step_package_is_named_after_its_folder() {
+    for step in step_folders() {
+        let manifest = read(&workspace_root().join(&step).join("Cargo.toml"));
+        let expected = format!("name = \"step{step}\"");
+        assert!(
+            manifest.lines().any(|line| line.trim() == expected),
+            "{step}/Cargo.toml should say {expected}: a package name cannot start with a digit, \
+             so step NN-name is package stepNN-name"
+        );
+    }
+}
+
+#[test]
+fn every_step_has_the_same_layout() {
+    for step in step_folders() {
+        let folder = workspace_root().join(&step);
+        for file in ["Cargo.toml", "README.md", "src/main.rs", "src/lib.rs"] {
+            assert!(folder.join(file).is_file(), "{step} has no {file}: every step has one");
+        }
+        let has_tests = fs::read_dir(folder.join("tests"))
+            .map(|entries| {
+                entries.filter_map(Result::ok).any(|e| e.path().extension() == Some("rs".as_ref()))
+            })
+            .unwrap_or(false);
+        assert!(has_tests, "{step}/tests/ has no test file: every step tests its behaviour");
+    }
+}
+
+#[test]
+fn steps_do_not_depend_on_each_other_and_share_pinned_versions() {
+    for step in step_folders() {
+        let manifest = read(&workspace_root().join(&step).join("Cargo.toml"));
+        let mut section = String::new();
+        for line in manifest.lines().map(str::trim) {
+            if line.starts_with('[') {
+                section = line.to_string();
+            } else if section.ends_with("dependencies]")
+                && !line.is_empty()
+                && !line.starts_with('#')
+            {
+                assert!(
+                    !line.contains("path"),
+                    "{step}/Cargo.toml: `{line}`: steps never depend on each other, so that one \
+                     folder copied out of the workshop still builds"
+                );
+                assert!(
+                    line.contains(".workspace = true") || line.contains("workspace = true"),
+                    "{step}/Cargo.toml: `{line}`: pin the version once in the root Cargo.toml's \
+                     [workspace.dependencies] and write `name.workspace = true` here"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_readme_has_the_sections_in_order() {
+    for step in step_folders() {
+        let readme = read(&workspace_root().join(&step).join("README.md"));
+        let mut rest = readme.as_str();
+        for section in README_SECTIONS {
+            let Some(at) = rest.find(&format!("\n{section}")) else {
+                panic!(
+                    "{step}/README.md has no '{section}' section after the ones before it; a \
+                     step's README has, in order: {}",
+                    README_SECTIONS.join(", ")
+                );
+            };
+            rest = &rest[at + 1 + section.len()..];
+        }
+        let run = format!("cargo run -p step{step}");
+        assert!(readme.contains(&run), "{step}/README.md should show how to run it: `{run}`");
+    }
+}
+
+#[test]
+fn every_readme_shows_the_diff_with_the_step_before() {
+    let steps = step_folders();
+    for pair in steps.windows(2) {
+        let (before, step) = (&pair[0], &pair[1]);
+        let diff = format!("git diff --no-index {before} {step}");
+        let readme = read(&workspace_root().join(step).join("README.md"));
+        assert!(readme.contains(&diff), "{step}/README.md should show the diff command: `{diff}`");
+    }
+}
+
+#[test]
+fn the_root_readme_lists_every_step() {
+    let readme = read(&workspace_root().join("README.md"));
+    for step in step_folders() {
+        assert!(
+            readme.contains(&format!("[{step}]({step}/)")),
+            "README.md should link the step in its table: [{step}]({step}/)"
+        );
+    }
+}
