@@ -441,7 +441,7 @@ impl Registration {
             "Check": {
                 "CheckID": format!("service:{id}"),
                 "TTL": humantime::format_duration(options.registration_ttl).to_string(),
-                // A instance critical this long is surely gone: forget it.
+                // An instance critical this long is surely gone: forget it.
                 "DeregisterCriticalServiceAfter": "1m",
             },
         });

@@ -1,0 +1,664 @@
+//! Step 05: an API gateway that finds services in the registry.
+//!
+//! Each service has a file of its own (`service1.rs`, `service2.rs`). This
+//! file holds what every service of the step shares: logging, listening on a
+//! port, graceful shutdown, and the shape of errors.
+
+pub mod gateway;
+pub mod registry;
+pub mod service1;
+pub mod service2;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, IsTerminal};
+use std::net::{SocketAddr, TcpListener};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::body::BoxBody;
+use actix_web::dev::Server;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{StatusCode, Uri};
+use actix_web::rt::task::JoinHandle;
+use actix_web::{
+    App, FromRequest, Handler, HttpRequest, HttpResponse, HttpServer, Responder, ResponseError,
+    middleware, web,
+};
+use awc::error::{ConnectError, SendRequestError};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+/// Runs one service until Ctrl-C or SIGTERM, then stops it gracefully: it
+/// stops accepting connections, lets the requests in flight finish, and
+/// exits with 0.
+///
+/// `make_server` gets the listener already bound, so that a port in use is
+/// reported before anything else happens (and so that tests can hand a
+/// service a listener on port 0).
+///
+/// A service given `registration` options registers with the registry once
+/// it listens, keeps its entry alive, and deregisters first when it stops,
+/// so that no client is sent to it while it shuts down.
+pub fn run(
+    service: &'static str,
+    host: &str,
+    port: u16,
+    supervised: bool,
+    registration: Option<RegistrationOptions>,
+    make_server: impl FnOnce(TcpListener) -> io::Result<Server>,
+) -> ExitCode {
+    init_logging();
+    let listener = match listen(service, host, port) {
+        Ok(listener) => listener,
+        Err(message) => {
+            error!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    actix_web::rt::System::new().block_on(async move {
+        let address = listener.local_addr().expect("a bound listener has an address");
+        let server = match make_server(listener) {
+            Ok(server) => server,
+            Err(problem) => {
+                error!("{service} cannot start: {problem}");
+                return ExitCode::FAILURE;
+            }
+        };
+        info!("{service} listening on http://{address} (pid {})", std::process::id());
+        let registered =
+            registration.map(|options| Registration::new(service, address, options).start());
+
+        let running = server.handle();
+        actix_web::rt::spawn(async move {
+            shutdown_signal(supervised).await;
+            info!("{service} stopping");
+            if let Some(registered) = registered {
+                registered.leave().await;
+            }
+            running.stop(true).await;
+        });
+        match server.await {
+            Ok(()) => {
+                info!("{service} stopped");
+                ExitCode::SUCCESS
+            }
+            Err(problem) => {
+                error!("{service} failed: {problem}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Human-readable log lines on stdout, filtered by `RUST_LOG` (default
+/// `info`, without actix's own start-up chatter), coloured only when a
+/// person is watching.
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(io::stdout().is_terminal())
+        // When the launcher is gone, a log line has nowhere to go; reporting
+        // that on stderr (gone too) would panic, and the service could then
+        // not shut down.
+        .log_internal_errors(false)
+        .init();
+}
+
+/// Binds the service's port. "Address already in use" is the classic
+/// classroom error (the previous step is still running), so the errors a
+/// learner can meet here say what to do about them.
+pub fn listen(service: &str, host: &str, port: u16) -> Result<TcpListener, String> {
+    TcpListener::bind((host, port)).map_err(|error| {
+        let place = format!("{service} cannot listen on {host}:{port}");
+        let port_variable = format!("{}_PORT", service.to_uppercase());
+        match error.kind() {
+            io::ErrorKind::AddrInUse => format!(
+                "{place}: the port is already in use.\n\
+                 Is a previous step, or another copy of this one, still running? \
+                 Stop it with Ctrl-C in its terminal,\n\
+                 or give {service} another port: --port <N> (or {port_variable}=<N>)."
+            ),
+            io::ErrorKind::AddrNotAvailable => format!(
+                "{place}: {host} is not an address of this machine.\n\
+                 Use --host 127.0.0.1 (this machine only) or --host 0.0.0.0 (every network)."
+            ),
+            io::ErrorKind::PermissionDenied => format!(
+                "{place}: ports below 1024 need administrator rights.\n\
+                 Give {service} a port above 1023: --port <N> (or {port_variable}=<N>)."
+            ),
+            _ => {
+                format!("{place}: {error}.\nCheck --host (BIND_HOST) and --port ({port_variable}).")
+            }
+        }
+    })
+}
+
+/// Builds the HTTP server of a service from its routes, on a listener
+/// that is already bound.
+///
+/// The server does not react to Ctrl-C by itself (`disable_signals`):
+/// [`run`] decides when to stop it. It then gives requests in flight five
+/// seconds to finish, not actix's default thirty: a workshop service should
+/// not keep a learner's terminal waiting.
+pub fn serve<F>(listener: TcpListener, routes: F) -> io::Result<Server>
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    let server = HttpServer::new(move || {
+        App::new()
+            // One log line per request: method, path, status, size, time.
+            .wrap(middleware::Logger::new(r#""%r" %s %bB %Dms"#))
+            .configure(routes.clone())
+    })
+    .listen(listener)?
+    .disable_signals()
+    .shutdown_timeout(5)
+    .run();
+    Ok(server)
+}
+
+/// Resolves when the service should stop: on Ctrl-C, on SIGTERM (Unix), or,
+/// for a service started by the launcher (`supervised`), when its stdin
+/// closes. Closing stdin is how the launcher stops its services: it works
+/// the same on every OS, and it also stops them if the launcher itself is
+/// killed, instead of leaving them behind holding their ports.
+pub async fn shutdown_signal(supervised: bool) {
+    let launcher_gone =
+        async { if supervised { stdin_closed().await } else { std::future::pending().await } };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate() => {}
+        _ = launcher_gone => {}
+    }
+}
+
+#[cfg(unix)]
+async fn terminate() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut sigterm) => {
+            sigterm.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// Windows has no SIGTERM; Ctrl-C and the launcher closing stdin remain.
+#[cfg(not(unix))]
+async fn terminate() {
+    std::future::pending().await
+}
+
+async fn stdin_closed() {
+    // A plain thread, because a read from stdin blocks and cannot be
+    // cancelled: it must not hold up the async runtime when it shuts down.
+    let (closed, on_closed) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
+        let _ = closed.send(());
+    });
+    let _ = on_closed.await;
+}
+
+/// An error as a client sees it: RFC 9457 problem details, served as
+/// `application/problem+json`, so that every error of every service has one
+/// shape a client can read, whatever went wrong.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    /// `about:blank` means "nothing more to say than the status code", whose
+    /// reason phrase is then the title (RFC 9457, section 4.2.1).
+    #[serde(rename = "type")]
+    problem_type: &'static str,
+    title: &'static str,
+    status: u16,
+    /// What went wrong this time, in words a person can act on.
+    detail: String,
+    #[serde(skip)]
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Problem {
+            problem_type: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: detail.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a header that the status code calls for, such as `Allow` on 405.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.title, self.detail)
+    }
+}
+
+impl ResponseError for Problem {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.content_type("application/problem+json");
+        for (name, value) in &self.headers {
+            response.insert_header((name.clone(), value.clone()));
+        }
+        response.json(self)
+    }
+}
+
+/// A handler can answer with a `Problem` directly.
+impl Responder for Problem {
+    type Body = BoxBody;
+
+    fn respond_to(self, _: &HttpRequest) -> HttpResponse {
+        self.error_response()
+    }
+}
+
+/// Routes a GET on any path to `handler`, and answers any other method
+/// with 405 Method Not Allowed.
+pub fn on_every_get<F, Args>(routes: &mut web::ServiceConfig, handler: F)
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    routes.service(web::resource("/{any:.*}").get(handler).default_service(web::to(only_get)));
+}
+
+/// The answer to a method a GET-only route does not serve.
+pub async fn only_get(request: HttpRequest) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not served here; only GET is", request.method()),
+    )
+    .with_header(header::ALLOW, HeaderValue::from_static("GET"))
+}
+
+/// Checks a URL given as an option, such as `--service2-url`, when the
+/// service starts: a typo should stop it at once with a clear message, not
+/// turn every request into a puzzling 502 later.
+pub fn http_url(text: &str) -> Result<String, String> {
+    let not_http = || "not an http:// URL (for example http://127.0.0.1:3003)".to_string();
+    let uri: Uri = text.parse().map_err(|_| not_http())?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http"), Some(_)) => Ok(text.trim_end_matches('/').to_string()),
+        (Some("https"), _) => Err("https is not supported by the workshop's services".into()),
+        _ => Err(not_http()),
+    }
+}
+
+/// An HTTP client for calls to other services. Create one per worker
+/// thread and reuse it: it keeps connections open between calls, which is
+/// much cheaper than a new connection (and client) per request.
+pub fn http_client() -> awc::Client {
+    // No client-wide timeout: each call has its own deadline (`Upstream`).
+    awc::Client::builder().disable_timeout().finish()
+}
+
+/// A service that this one calls over HTTP: its name (for messages), where
+/// it answers, and how long a call to it may take, from connecting to the
+/// last byte of the answer. Without that deadline, one stuck service would
+/// leave every caller stuck too.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub url: String,
+    pub timeout: Duration,
+}
+
+impl Upstream {
+    /// GETs `path` from the upstream and reads its JSON answer. Every way
+    /// this can fail becomes the problem our own client should see: 502
+    /// when the upstream is down or answers badly, 504 when it is too slow.
+    pub async fn get_json(
+        &self,
+        client: &awc::Client,
+        path: &str,
+    ) -> Result<serde_json::Value, Problem> {
+        let url = format!("{}{path}", self.url);
+        let call = async {
+            let mut response = client.get(&url).send().await.map_err(|error| self.failed(error))?;
+            if !response.status().is_success() {
+                // Pass on the upstream's own explanation, if it gave one.
+                let status = response.status();
+                let problem: Option<Value> = response.json().await.ok();
+                let detail = problem.as_ref().and_then(|problem| problem["detail"].as_str());
+                let what = match detail {
+                    Some(detail) => format!("answered {status}: {detail}"),
+                    None => format!("answered {status}"),
+                };
+                return Err(self.bad_gateway(&what));
+            }
+            response.json().await.map_err(|error| {
+                self.bad_gateway(&format!("answered something that is not JSON ({error})"))
+            })
+        };
+        let answer = match actix_web::rt::time::timeout(self.timeout, call).await {
+            Ok(answer) => answer,
+            Err(_) => Err(self.too_slow()),
+        };
+        answer.inspect_err(|problem| warn!("{}", problem.detail))
+    }
+
+    /// The problem for a call that did not get an answer at all.
+    pub fn failed(&self, error: SendRequestError) -> Problem {
+        let what = match &error {
+            SendRequestError::Connect(ConnectError::Io(io))
+                if io.kind() == io::ErrorKind::ConnectionRefused =>
+            {
+                "refused the connection: is it running?".to_string()
+            }
+            SendRequestError::Connect(ConnectError::Resolver(_)) => {
+                "cannot be found: is the host name in its URL right?".to_string()
+            }
+            SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
+                return self.too_slow();
+            }
+            _ => format!("failed: {error}"),
+        };
+        self.bad_gateway(&what)
+    }
+
+    fn bad_gateway(&self, what: &str) -> Problem {
+        Problem::new(StatusCode::BAD_GATEWAY, format!("{} at {} {what}", self.name, self.url))
+    }
+
+    fn too_slow(&self) -> Problem {
+        let timeout = humantime::format_duration(self.timeout);
+        let detail = format!("{} at {} did not answer within {timeout}", self.name, self.url);
+        Problem::new(StatusCode::GATEWAY_TIMEOUT, detail)
+    }
+}
+
+/// Where the registry answers, when none is given.
+pub const REGISTRY_URL: &str = "http://127.0.0.1:8500";
+
+/// How a service registers itself; each option can also be set in the
+/// environment.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RegistrationOptions {
+    /// Where the service registry answers
+    #[arg(long, env = "REGISTRY_URL", default_value = REGISTRY_URL, value_parser = http_url)]
+    pub registry_url: String,
+
+    /// How long the registry waits for a heartbeat before it marks this
+    /// instance critical; heartbeats go out three times as often
+    #[arg(long, env = "REGISTRATION_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub registration_ttl: Duration,
+}
+
+/// This instance's entry in the registry, under an ID unique to it
+/// (`service2-127.0.0.1-3003`), with a TTL check: the instance must say
+/// "I am alive" (a heartbeat) within the TTL, or the registry marks it
+/// critical and stops handing it out. A process that is killed, and so
+/// cannot deregister, drops out that way.
+#[derive(Clone)]
+pub struct Registration {
+    registry: Upstream,
+    id: String,
+    entry: Value,
+    ttl: Duration,
+}
+
+/// A registration kept alive by its heartbeat task.
+pub struct Registered {
+    registration: Registration,
+    heartbeat: JoinHandle<()>,
+}
+
+impl Registration {
+    pub fn new(service: &'static str, address: SocketAddr, options: RegistrationOptions) -> Self {
+        // Listening on every address (0.0.0.0) is not an address to call.
+        let ip = if address.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            address.ip().to_string()
+        };
+        let id = format!("{service}-{ip}-{}", address.port());
+        let entry = json!({
+            "Name": service,
+            "ID": id,
+            "Address": ip,
+            "Port": address.port(),
+            "Check": {
+                "CheckID": format!("service:{id}"),
+                "TTL": humantime::format_duration(options.registration_ttl).to_string(),
+                // An instance critical this long is surely gone: forget it.
+                "DeregisterCriticalServiceAfter": "1m",
+            },
+        });
+        let registry = Upstream {
+            name: "registry".to_string(),
+            url: options.registry_url,
+            timeout: Duration::from_secs(2),
+        };
+        Registration { registry, id, entry, ttl: options.registration_ttl }
+    }
+
+    /// Registers in the background and keeps the entry alive.
+    pub fn start(self) -> Registered {
+        let heartbeat = actix_web::rt::spawn(self.clone().keep_alive());
+        Registered { registration: self, heartbeat }
+    }
+
+    /// Registers, retrying with a growing pause while the registry cannot
+    /// be reached, then sends a heartbeat every third of the TTL. If the
+    /// registry has forgotten this instance (it restarted), registers again.
+    async fn keep_alive(self) {
+        let client = http_client();
+        let heartbeat_path = format!("/v1/agent/check/pass/service:{}", self.id);
+        let mut registered = false;
+        let mut retry_in = Duration::from_millis(500);
+        loop {
+            if !registered {
+                match self.put(&client, "/v1/agent/service/register", Some(&self.entry)).await {
+                    Ok(()) => {
+                        info!(
+                            "registered with the registry at {} as {}",
+                            self.registry.url, self.id
+                        );
+                        registered = true;
+                        retry_in = Duration::from_millis(500);
+                        continue; // Pass the check at once: it starts critical.
+                    }
+                    Err(problem) => {
+                        let pause = humantime::format_duration(retry_in);
+                        warn!("cannot register: {}; retrying in {pause}", problem.detail);
+                        actix_web::rt::time::sleep(retry_in).await;
+                        retry_in = (retry_in * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+            match self.put(&client, &heartbeat_path, None).await {
+                Ok(()) => actix_web::rt::time::sleep(self.ttl / 3).await,
+                Err(problem) if problem.status == StatusCode::NOT_FOUND.as_u16() => {
+                    warn!("the registry has forgotten {}; registering again", self.id);
+                    registered = false;
+                }
+                Err(problem) => {
+                    warn!("heartbeat failed: {}", problem.detail);
+                    actix_web::rt::time::sleep(self.ttl / 3).await;
+                }
+            }
+        }
+    }
+
+    async fn put(
+        &self,
+        client: &awc::Client,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(), Problem> {
+        let request =
+            client.put(format!("{}{path}", self.registry.url)).timeout(self.registry.timeout);
+        let sent = match body {
+            Some(body) => request.send_json(body).await,
+            None => request.send().await,
+        };
+        let mut response = sent.map_err(|error| self.registry.failed(error))?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        let said = response.body().await.unwrap_or_default();
+        let detail = format!(
+            "the registry answered {}: {}",
+            response.status(),
+            String::from_utf8_lossy(&said)
+        );
+        Err(Problem::new(response.status(), detail))
+    }
+}
+
+impl Registered {
+    /// Stops the heartbeat and removes the entry, so that clients stop
+    /// being sent here before the service stops answering.
+    pub async fn leave(self) {
+        self.heartbeat.abort();
+        let registration = self.registration;
+        let path = format!("/v1/agent/service/deregister/{}", registration.id);
+        match registration.put(&http_client(), &path, None).await {
+            Ok(()) => info!("deregistered {}", registration.id),
+            Err(problem) => warn!("cannot deregister {}: {}", registration.id, problem.detail),
+        }
+    }
+}
+
+/// Client-side discovery: asks the registry for the passing instances of a
+/// service, spreads calls over them in turn (round-robin), and remembers
+/// each answer for a second, so that not every call costs a trip to the
+/// registry. (A second is shorter than any TTL, so what it remembers is
+/// never much older than what the registry knows. Consul's blocking
+/// queries, which the registry also serves, would push changes instead; a
+/// short memory is simpler and works for any service name.)
+pub struct Discovery {
+    registry: Upstream,
+    call_timeout: Duration,
+    known: Mutex<HashMap<String, Instances>>,
+}
+
+struct Instances {
+    asked_at: Instant,
+    urls: Vec<String>,
+    next: usize,
+}
+
+const REMEMBER_INSTANCES_FOR: Duration = Duration::from_secs(1);
+
+impl Discovery {
+    /// Discovery through the registry at `registry_url`; the instances it
+    /// finds are called with `call_timeout`.
+    pub fn new(registry_url: String, call_timeout: Duration) -> Self {
+        let registry = Upstream {
+            name: "registry".to_string(),
+            url: registry_url,
+            timeout: Duration::from_secs(2),
+        };
+        Discovery { registry, call_timeout, known: Mutex::new(HashMap::new()) }
+    }
+
+    /// The next passing instance of `service` to call, or the problem that
+    /// there is none: 503 when none is registered and passing, 502 or 504
+    /// when the registry cannot be asked (and nothing is remembered).
+    pub async fn find(&self, client: &awc::Client, service: &str) -> Result<Upstream, Problem> {
+        let instance =
+            |url| Upstream { name: service.to_string(), url, timeout: self.call_timeout };
+        if let Some(url) = self.next_known(service, true) {
+            return Ok(instance(url));
+        }
+        match self.ask_registry(client, service).await {
+            Ok(urls) => {
+                let instances = Instances { asked_at: Instant::now(), urls, next: 0 };
+                self.known.lock().expect("discovery cache").insert(service.to_string(), instances);
+            }
+            // Better an instance the registry knew a moment ago than none.
+            Err(problem) => match self.next_known(service, false) {
+                Some(url) => {
+                    warn!("{}; calling an instance of {service} known before", problem.detail);
+                    return Ok(instance(url));
+                }
+                None => return Err(problem),
+            },
+        }
+        match self.next_known(service, false) {
+            Some(url) => Ok(instance(url)),
+            None => {
+                let detail = format!(
+                    "no instance of {service} is registered and passing at {}",
+                    self.registry.url
+                );
+                Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+                    .with_header(header::RETRY_AFTER, HeaderValue::from_static("5")))
+            }
+        }
+    }
+
+    /// The names of every service registered, whatever their health.
+    pub async fn services(&self, client: &awc::Client) -> Result<Vec<String>, Problem> {
+        let catalog = self.registry.get_json(client, "/v1/catalog/services").await?;
+        Ok(catalog
+            .as_object()
+            .map(|services| services.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    /// The next of the remembered instances, in turn; with `fresh`, only if
+    /// they were asked for less than a second ago.
+    fn next_known(&self, service: &str, fresh: bool) -> Option<String> {
+        let mut known = self.known.lock().expect("discovery cache");
+        let instances = known.get_mut(service)?;
+        if instances.urls.is_empty()
+            || (fresh && instances.asked_at.elapsed() > REMEMBER_INSTANCES_FOR)
+        {
+            return None;
+        }
+        instances.next = (instances.next + 1) % instances.urls.len();
+        Some(instances.urls[instances.next].clone())
+    }
+
+    async fn ask_registry(
+        &self,
+        client: &awc::Client,
+        service: &str,
+    ) -> Result<Vec<String>, Problem> {
+        let entries = self
+            .registry
+            .get_json(client, &format!("/v1/health/service/{service}?passing"))
+            .await?;
+        let entries = entries.as_array().map(Vec::as_slice).unwrap_or_default();
+        Ok(entries
+            .iter()
+            .map(|entry| {
+                // An instance registered without an address is on the node's.
+                let address = match entry["Service"]["Address"].as_str() {
+                    Some("") | None => entry["Node"]["Address"].as_str().unwrap_or_default(),
+                    Some(address) => address,
+                };
+                let port = &entry["Service"]["Port"];
+                if address.contains(':') {
+                    format!("http://[{address}]:{port}") // IPv6
+                } else {
+                    format!("http://{address}:{port}")
+                }
+            })
+            .collect())
+    }
+}
