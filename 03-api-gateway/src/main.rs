@@ -1,7 +1,6 @@
-//! The launcher. `cargo run -p step03-api-gateway` starts every service of the
-//! step, like `npm start` did in the Node.js workshop;
-//! `cargo run -p step03-api-gateway -- service2 --port 3013` runs one service
-//! alone.
+//! The launcher. With no arguments it starts every service of the step,
+//! like `npm start` did in the Node.js workshop; with a service's name
+//! (`-- service2 --port 3013`) it runs that service alone.
 
 use std::io::{self, IsTerminal, Write};
 use std::process::{ExitCode, ExitStatus, Stdio};

@@ -81,7 +81,8 @@ pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
         max_body_bytes: options.max_body_bytes,
     });
     crate::serve(listener, move |routes| {
-        routes.app_data(web::Data::new(crate::http_client())).app_data(gateway.clone()).service(
+        routes.app_data(web::Data::new(crate::http_client())).app_data(gateway.clone());
+        routes.service(
             web::scope("")
                 .wrap(from_fn(require_api_key))
                 .service(

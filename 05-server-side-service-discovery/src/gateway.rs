@@ -72,7 +72,8 @@ pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     let gateway =
         web::Data::new(Gateway { api_key, discovery, max_body_bytes: options.max_body_bytes });
     crate::serve(listener, move |routes| {
-        routes.app_data(web::Data::new(crate::http_client())).app_data(gateway.clone()).service(
+        routes.app_data(web::Data::new(crate::http_client())).app_data(gateway.clone());
+        routes.service(
             web::scope("")
                 .wrap(from_fn(require_api_key))
                 .service(
