@@ -105,7 +105,8 @@ pub fn listen(service: &str, host: &str, port: u16) -> Result<TcpListener, Strin
                 "{place}: the port is already in use.\n\
                  Is a previous step, or another copy of this one, still running? \
                  Stop it with Ctrl-C in its terminal,\n\
-                 or give {service} another port: --port <N> (or {port_variable}=<N>)."
+                 or give {service} another port: {port_variable}=<N> for the whole step,\n\
+                 or `{service} --port <N>` when it runs alone."
             ),
             io::ErrorKind::AddrNotAvailable => format!(
                 "{place}: {host} is not an address of this machine.\n\
@@ -113,7 +114,7 @@ pub fn listen(service: &str, host: &str, port: u16) -> Result<TcpListener, Strin
             ),
             io::ErrorKind::PermissionDenied => format!(
                 "{place}: ports below 1024 need administrator rights.\n\
-                 Give {service} a port above 1023: --port <N> (or {port_variable}=<N>)."
+                 Give {service} a port above 1023: {port_variable}=<N>, or `--port <N>` alone."
             ),
             _ => {
                 format!("{place}: {error}.\nCheck --host (BIND_HOST) and --port ({port_variable}).")

@@ -102,7 +102,7 @@ fn launch_all(host: &str) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Some(Ok((name, status))) = services.join_next() => {
-                say(&format!("{name} stopped on its own ({}); stopping the others", describe(&status)));
+                say(&format!("{name} ended ({}) while the step ran; stopping the others", describe(&status)));
                 ExitCode::FAILURE
             }
         };

@@ -16,7 +16,7 @@ use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, Accept, Header as _, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::{Next, from_fn};
-use actix_web::{Error, HttpRequest, HttpResponse, mime, web};
+use actix_web::{Error, HttpRequest, HttpResponse, ResponseError, mime, web};
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -100,13 +100,16 @@ pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
 fn choose_api_key(listener: &TcpListener, configured: Option<String>) -> io::Result<String> {
     let address = listener.local_addr()?;
     match configured {
-        Some(key) if key.is_empty() => Err(io::Error::other("the API key is empty")),
+        Some(key) if key.is_empty() => Err(io::Error::other(
+            "its API key is empty: set GATEWAY_API_KEY to a secret of your own, or leave it \
+             unset on 127.0.0.1 to use the workshop key",
+        )),
         Some(key) => Ok(key),
         None if address.ip().is_loopback() => Ok(WORKSHOP_KEY.to_string()),
         None => Err(io::Error::other(format!(
             "it listens on {address}, which other machines can reach, and has no API key of \
-             its own. The workshop key is public (it is in the README): set a key with \
-             --api-key <KEY> or GATEWAY_API_KEY=<KEY>."
+             its own. The workshop key is public (it is in the README): set a secret key \
+             with GATEWAY_API_KEY=<KEY> (or `gateway --api-key <KEY>` when it runs alone)."
         ))),
     }
 }
@@ -115,7 +118,7 @@ fn choose_api_key(listener: &TcpListener, configured: Option<String>) -> io::Res
 /// bearer token, before anything else happens.
 async fn require_api_key(
     request: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let gateway =
         request.app_data::<web::Data<Gateway>>().expect("the gateway's settings are registered");
@@ -130,7 +133,7 @@ async fn require_api_key(
         // A constant-time comparison: how long it takes says nothing about
         // how much of a guessed key was right.
         Some(key) if bool::from(key.as_bytes().ct_eq(gateway.api_key.as_bytes())) => {
-            return next.call(request).await;
+            return next.call(request).await.map(ServiceResponse::map_into_left_body);
         }
         Some(_) => ("that API key is not valid", r#"Bearer error="invalid_token""#),
         None => {
@@ -139,7 +142,8 @@ async fn require_api_key(
     };
     let problem = Problem::new(StatusCode::UNAUTHORIZED, detail)
         .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
-    Err(problem.into())
+    // An answer, not an error, so that the request log shows the 401 too.
+    Ok(request.into_response(problem.error_response()).map_into_right_body())
 }
 
 /// One service's part of the aggregate: what it answered, or the problem

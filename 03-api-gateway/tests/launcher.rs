@@ -188,8 +188,11 @@ async fn a_port_in_use_stops_the_step_with_a_message_that_says_what_to_do() {
     let expected =
         format!("service2 cannot listen on 127.0.0.1:{port}: the port is already in use");
     assert!(output.contains(&expected), "{output}");
-    assert!(output.contains("SERVICE2_PORT=<N>"), "{output}");
-    assert!(output.contains("launcher | service2 stopped on its own (exit status: 1)"), "{output}");
+    assert!(output.contains("SERVICE2_PORT=<N> for the whole step"), "{output}");
+    assert!(
+        output.contains("launcher | service2 ended (exit status: 1) while the step ran"),
+        "{output}"
+    );
 }
 
 #[cfg(unix)]
@@ -202,7 +205,7 @@ async fn a_service_that_dies_is_reported_with_its_exit_status() {
     send_signal("KILL", service2_pid);
     assert_eq!(step.exit_status().await.code(), Some(1));
     let output = step.rest_of_output().await;
-    assert!(output.contains("service2 stopped on its own (signal: 9 (SIGKILL))"), "{output}");
+    assert!(output.contains("service2 ended (signal: 9 (SIGKILL)) while the step ran"), "{output}");
     assert!(output.contains("service1 stopped"), "the others are stopped too:\n{output}");
 }
 

@@ -123,7 +123,8 @@ pub fn listen(service: &str, host: &str, port: u16) -> Result<TcpListener, Strin
                 "{place}: the port is already in use.\n\
                  Is a previous step, or another copy of this one, still running? \
                  Stop it with Ctrl-C in its terminal,\n\
-                 or give {service} another port: --port <N> (or {port_variable}=<N>)."
+                 or give {service} another port: {port_variable}=<N> for the whole step,\n\
+                 or `{service} --port <N>` when it runs alone."
             ),
             io::ErrorKind::AddrNotAvailable => format!(
                 "{place}: {host} is not an address of this machine.\n\
@@ -131,7 +132,7 @@ pub fn listen(service: &str, host: &str, port: u16) -> Result<TcpListener, Strin
             ),
             io::ErrorKind::PermissionDenied => format!(
                 "{place}: ports below 1024 need administrator rights.\n\
-                 Give {service} a port above 1023: --port <N> (or {port_variable}=<N>)."
+                 Give {service} a port above 1023: {port_variable}=<N>, or `--port <N>` alone."
             ),
             _ => {
                 format!("{place}: {error}.\nCheck --host (BIND_HOST) and --port ({port_variable}).")
@@ -298,7 +299,14 @@ pub async fn only_get(request: HttpRequest) -> Problem {
 pub fn http_url(text: &str) -> Result<String, String> {
     let not_http = || "not an http:// URL (for example http://127.0.0.1:3003)".to_string();
     let uri: Uri = text.parse().map_err(|_| not_http())?;
+    let port = uri.authority().and_then(|authority| authority.as_str().rsplit_once(':'));
+    let port = port.map(|(_, port)| port).filter(|port| !port.ends_with(']')); // not IPv6's
     match (uri.scheme_str(), uri.host()) {
+        (Some("http"), Some(_))
+            if port.is_some_and(|port| !matches!(port.parse(), Ok(1..=u16::MAX))) =>
+        {
+            Err("the port is not a number from 1 to 65535".into())
+        }
         (Some("http"), Some(_)) => Ok(text.trim_end_matches('/').to_string()),
         (Some("https"), _) => Err("https is not supported by the workshop's services".into()),
         _ => Err(not_http()),

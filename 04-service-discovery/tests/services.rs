@@ -153,6 +153,7 @@ fn a_mistyped_service2_url_is_refused_at_start() {
         ("htp//127.0.0.1:3003", "not an http:// URL"),
         ("https://127.0.0.1:3003", "https is not supported"),
         ("127.0.0.1:3003", "not an http:// URL"),
+        ("http://127.0.0.1:99999", "the port is not a number from 1 to 65535"),
     ] {
         let error = step04_service_discovery::http_url(url).unwrap_err();
         assert!(error.contains(expected), "{url}: {error}");

@@ -135,7 +135,7 @@ fn launch_all(host: &str) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Some(Ok((name, status))) = services.join_next() => {
-                say(&format!("{name} stopped on its own ({}); stopping the others", describe(&status)));
+                say(&format!("{name} ended ({}) while the step ran; stopping the others", describe(&status)));
                 ExitCode::FAILURE
             }
         };
@@ -178,7 +178,7 @@ async fn registry_answers(services: &mut JoinSet<(&'static str, io::Result<ExitS
             answered.is_ok()
         }
         Some(Ok((name, status))) = services.join_next() => {
-            say(&format!("{name} stopped on its own ({}); stopping the others", describe(&status)));
+            say(&format!("{name} ended ({}) while the step ran; stopping the others", describe(&status)));
             false
         }
     }
