@@ -147,16 +147,29 @@ where
     Ok(server)
 }
 
-/// Resolves when the service should stop: on Ctrl-C, on SIGTERM (Unix), or,
-/// for a service started by the launcher (`supervised`), when its stdin
-/// closes. Closing stdin is how the launcher stops its services: it works
-/// the same on every OS, and it also stops them if the launcher itself is
-/// killed, instead of leaving them behind holding their ports.
+/// Resolves when the service should stop: on Ctrl-C or SIGTERM (Unix) for a
+/// service run alone. A service started by the launcher (`supervised`)
+/// stops when its stdin closes, which is how the launcher stops it: that
+/// works the same on every OS, lets the launcher choose the order, and also
+/// stops the service if the launcher itself is killed, instead of leaving
+/// it behind holding its port.
 pub async fn shutdown_signal(supervised: bool) {
+    let interrupted = async {
+        // Ctrl-C in a terminal reaches every process of the step at once;
+        // under the launcher, it is the launcher's to act on.
+        loop {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await
+            }
+            if !supervised {
+                return;
+            }
+        }
+    };
     let launcher_gone =
         async { if supervised { stdin_closed().await } else { std::future::pending().await } };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = interrupted => {}
         _ = terminate() => {}
         _ = launcher_gone => {}
     }

@@ -96,9 +96,17 @@ fn launch_all(host: &str) -> ExitCode {
         .expect("cannot start the async runtime");
     runtime.block_on(async {
         let this_program = std::env::current_exe().expect("cannot find this program's path");
+        // The registry starts first and stops last, after the others have
+        // deregistered from it: it has a stop signal and a set of its own.
         let (stop, _) = watch::channel(());
+        let (stop_registry, _) = watch::channel(());
         let mut services = JoinSet::new();
+        let mut registry = JoinSet::new();
         for (index, name) in SERVICES.into_iter().enumerate() {
+            let (set, stop) = match name {
+                registry::NAME => (&mut registry, &stop_registry),
+                _ => (&mut services, &stop),
+            };
             let child = Command::new(&this_program)
                 .args(["--supervised", "--host", host, name])
                 .stdin(Stdio::piped())
@@ -108,7 +116,7 @@ fn launch_all(host: &str) -> ExitCode {
                 .spawn();
             let started = match child {
                 Ok(child) => {
-                    services.spawn(supervise(name, prefix(name, index), child, stop.subscribe()));
+                    set.spawn(supervise(name, prefix(name, index), child, stop.subscribe()));
                     true
                 }
                 Err(error) => {
@@ -116,9 +124,11 @@ fn launch_all(host: &str) -> ExitCode {
                     false
                 }
             };
-            if !started || (name == registry::NAME && !registry_answers(&mut services).await) {
+            if !started || (name == registry::NAME && !registry_answers(&mut registry).await) {
                 let _ = stop.send(());
+                let _ = stop_registry.send(());
                 services.join_all().await;
+                registry.join_all().await;
                 return ExitCode::FAILURE;
             }
         }
@@ -128,13 +138,14 @@ fn launch_all(host: &str) -> ExitCode {
                 say("stopping every service");
                 ExitCode::SUCCESS
             }
-            Some(Ok((name, status))) = services.join_next() => {
-                say(&format!("{name} ended ({}) while the step ran; stopping the others", describe(&status)));
-                ExitCode::FAILURE
-            }
+            Some(Ok((name, status))) = services.join_next() => ended_early(name, &status),
+            Some(Ok((name, status))) = registry.join_next() => ended_early(name, &status),
         };
         let _ = stop.send(());
-        for (name, status) in services.join_all().await {
+        let mut ended = services.join_all().await;
+        let _ = stop_registry.send(());
+        ended.extend(registry.join_all().await);
+        for (name, status) in ended {
             if !matches!(&status, Ok(status) if status.success()) {
                 say(&format!("{name} ended with {}", describe(&status)));
             }
@@ -143,13 +154,18 @@ fn launch_all(host: &str) -> ExitCode {
     })
 }
 
+fn ended_early(name: &str, status: &io::Result<ExitStatus>) -> ExitCode {
+    say(&format!("{name} ended ({}) while the step ran; stopping the others", describe(status)));
+    ExitCode::FAILURE
+}
+
 /// How long the launcher waits for the registry to answer.
 const REGISTRY_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Waits until the registry accepts connections where the services will
 /// look for it (REGISTRY_URL). False, with the reason said, if it stopped
 /// or did not answer in time.
-async fn registry_answers(services: &mut JoinSet<(&'static str, io::Result<ExitStatus>)>) -> bool {
+async fn registry_answers(registry: &mut JoinSet<(&'static str, io::Result<ExitStatus>)>) -> bool {
     let url = std::env::var("REGISTRY_URL").unwrap_or_else(|_| REGISTRY_URL.to_string());
     let address = url
         .parse::<Uri>()
@@ -171,8 +187,8 @@ async fn registry_answers(services: &mut JoinSet<(&'static str, io::Result<ExitS
             }
             answered.is_ok()
         }
-        Some(Ok((name, status))) = services.join_next() => {
-            say(&format!("{name} ended ({}) while the step ran; stopping the others", describe(&status)));
+        Some(Ok((name, status))) = registry.join_next() => {
+            ended_early(name, &status);
             false
         }
     }

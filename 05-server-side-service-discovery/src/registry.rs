@@ -230,26 +230,32 @@ impl State {
     /// A status report for a check (a heartbeat, for a TTL check): it also
     /// restarts the TTL.
     fn report(&mut self, check_id: &str, status: Status, output: String) -> bool {
-        let next_index = self.index + 1;
-        let Some((check, modify_index)) = self.check_mut(check_id) else { return false };
-        let now = Instant::now();
-        check.ttl_deadline = now + check.ttl;
+        let Some((check, _)) = self.check_mut(check_id) else { return false };
+        check.ttl_deadline = Instant::now() + check.ttl;
         check.last_heartbeat = Some(SystemTime::now());
+        self.set_status(check_id, status, output);
+        true
+    }
+
+    /// Changes a check's status and output; a change a reader can see, so
+    /// it bumps the index.
+    fn set_status(&mut self, check_id: &str, status: Status, output: String) {
+        let next_index = self.index + 1;
+        let Some((check, modify_index)) = self.check_mut(check_id) else { return };
         if check.status == status && check.output == output {
-            return true;
+            return;
         }
         if check.status != status {
             info!("check {check_id} is now {}", status.as_str());
         }
         check.critical_since = match status {
-            Status::Critical => check.critical_since.or(Some(now)),
+            Status::Critical => check.critical_since.or(Some(Instant::now())),
             _ => None,
         };
         check.status = status;
         check.output = output;
         *modify_index = next_index;
         self.bump();
-        true
     }
 
     /// Turns checks whose TTL ran out critical, and removes instances that
@@ -276,7 +282,7 @@ impl State {
                 Some("") | None => "TTL expired".to_string(),
                 Some(last) => format!("TTL expired (last output: {last})"),
             };
-            self.report(&check_id, Status::Critical, output);
+            self.set_status(&check_id, Status::Critical, output);
         }
         for (id, limit) in dead {
             if self.instances.remove(&id).is_some() {

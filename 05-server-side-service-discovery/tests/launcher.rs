@@ -35,6 +35,8 @@ impl Running {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
+            // Its own process group, as a terminal would give it.
+            .process_group(0)
             .spawn()
             .expect("cannot start the step's binary");
         let (sender, lines) = mpsc::unbounded_channel();
@@ -114,10 +116,11 @@ async fn get_text(url: &str) -> String {
     String::from_utf8(response.body().await.unwrap().to_vec()).unwrap()
 }
 
+/// Sends `signal` to a process, or to a process group (`-<pgid>`).
 #[cfg(unix)]
-fn send_signal(signal: &str, pid: u32) {
+fn send_signal(signal: &str, pid: impl std::fmt::Display) {
     let sent = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
+        .args([format!("-{signal}"), "--".to_string(), pid.to_string()])
         .status()
         .unwrap();
     assert!(sent.success(), "kill -{signal} {pid} failed");
@@ -407,4 +410,24 @@ async fn the_gateway_routes_around_an_instance_that_stopped_or_was_killed() {
         successes_in_a_row =
             if call().await == StatusCode::OK { successes_in_a_row + 1 } else { 0 };
     }
+}
+
+#[cfg(unix)]
+#[actix_web::test]
+async fn ctrl_c_in_a_terminal_stops_the_services_before_the_registry() {
+    // A terminal sends Ctrl-C to every process of the step at once; the
+    // launcher must still stop the registry last, so the others deregister.
+    let ports = free_ports();
+    let mut step = Running::start(&[], &ports);
+    step.listening("gateway").await;
+    let catalog = format!("{}/v1/catalog/services", ports[1].1);
+    wait_for_body(&catalog, |body| body == r#"{"gateway":[],"service1":[],"service2":[]}"#).await;
+    // The launcher leads a process group of its own (see `Running::start`).
+    send_signal("INT", format!("-{}", step.process.id().unwrap()));
+    assert!(step.exit_status().await.success());
+    let output = step.rest_of_output().await;
+    assert!(output.contains("INFO deregistered service2-127.0.0.1-"), "{output}");
+    let registry_stopping = output.find("registry stopping").expect("the registry stops");
+    let service2_stopped = output.find("service2 stopped").expect("service2 stops");
+    assert!(service2_stopped < registry_stopping, "{output}");
 }
