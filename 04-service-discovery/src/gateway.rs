@@ -88,9 +88,9 @@ pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
                 .service(
                     web::resource("/").get(aggregate).default_service(web::to(crate::only_get)),
                 )
-                .route("/{service}", web::to(proxy))
-                .route("/{service}/{rest:.*}", web::to(proxy))
-                .default_service(web::to(not_found)),
+                // Every other path is /<service>/<rest>: `proxy` reads it
+                // itself, which costs less than matching a pattern.
+                .default_service(web::to(proxy)),
         );
     })
 }
@@ -298,11 +298,13 @@ async fn proxy(
     client: web::Data<awc::Client>,
     gateway: web::Data<Gateway>,
 ) -> Result<HttpResponse, Problem> {
-    let target = request.match_info();
-    let Some(service) = gateway.services.iter().find(|s| s.name == &target["service"]) else {
+    // "/service1/orders/7": service1, and "orders/7" for it.
+    let path = request.path().trim_start_matches('/');
+    let (name, rest) = path.split_once('/').unwrap_or((path, ""));
+    let Some(service) = gateway.services.iter().find(|service| service.name == name) else {
         return Err(no_route(&request));
     };
-    let mut url = format!("{}/{}", service.url, target.get("rest").unwrap_or_default());
+    let mut url = format!("{}/{rest}", service.url);
     if let Some(query) = request.uri().query() {
         url = format!("{url}?{query}");
     }
@@ -337,8 +339,7 @@ async fn proxy(
     // Count the body as it streams through: a client that sends more than
     // the limit without saying so up front is cut off too.
     let over_limit = Rc::new(Cell::new(false));
-    let mut received = 0;
-    let (limit, flag) = (gateway.max_body_bytes, over_limit.clone());
+    let (limit, flag, mut received) = (gateway.max_body_bytes, over_limit.clone(), 0);
     let body = body.map(move |chunk| {
         let chunk = chunk?;
         received += chunk.len() as u64;
@@ -353,7 +354,7 @@ async fn proxy(
         None if request.headers().contains_key(header::TRANSFER_ENCODING) => {
             outgoing.send_stream(body).await
         }
-        None => outgoing.send().await,
+        None => outgoing.send().await, // no body
     };
     let upstream = match sent {
         Ok(upstream) => upstream,
@@ -371,24 +372,21 @@ async fn proxy(
 
 /// X-Forwarded-For, -Proto and -Host tell the service who the client was
 /// and what it asked for, which the service cannot see behind a proxy.
-fn forwarded_for(request: &HttpRequest) -> Vec<(HeaderName, String)> {
+fn forwarded_for(request: &HttpRequest) -> [(HeaderName, HeaderValue); 3] {
     let client = request.peer_addr().map(|peer| peer.ip().to_string()).unwrap_or_default();
     let chain = match request.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(earlier) => format!("{earlier}, {client}"),
         None => client,
     };
-    let host =
-        request.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    vec![
-        (HeaderName::from_static("x-forwarded-for"), chain),
-        (HeaderName::from_static("x-forwarded-proto"), "http".to_string()),
-        (HeaderName::from_static("x-forwarded-host"), host.to_string()),
+    let host = request.headers().get(header::HOST).cloned();
+    [
+        (HeaderName::from_static("x-forwarded-for"), HeaderValue::try_from(chain).unwrap_or(EMPTY)),
+        (HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("http")),
+        (HeaderName::from_static("x-forwarded-host"), host.unwrap_or(EMPTY)),
     ]
 }
 
-async fn not_found(request: HttpRequest) -> Problem {
-    no_route(&request)
-}
+const EMPTY: HeaderValue = HeaderValue::from_static("");
 
 fn no_route(request: &HttpRequest) -> Problem {
     let detail = format!(
