@@ -162,9 +162,12 @@ where
             // One log line per request: method, path, status, size, time.
             // (Not even the middleware when RUST_LOG leaves those lines out:
             // it would cost time on every request for nothing.)
+            // The registry's health checks are left out: every few seconds
+            // for every service, they would drown the rest (the registry's
+            // dashboard shows them).
             .wrap(middleware::Condition::new(
                 log_requests,
-                middleware::Logger::new(r#""%r" %s %bB %Dms"#),
+                middleware::Logger::new(r#""%r" %s %bB %Dms"#).exclude("/healthz"),
             ))
             .app_data(overridden.clone())
             .service(
