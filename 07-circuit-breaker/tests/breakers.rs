@@ -148,7 +148,7 @@ async fn failures_in_a_row_open_the_circuit_and_then_no_call_is_made() {
     for _ in 0..5 {
         let (status, retry_after, problem) = call(&gateway_url, "/api/service2/").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(retry_after.as_deref(), Some("1"), "500 ms, rounded up");
+        assert_eq!(retry_after.as_deref(), Some("1"), "at most 1 s, rounded up");
         assert!(
             problem["detail"].as_str().unwrap().starts_with("the circuit for service2 is open")
         );
@@ -190,13 +190,13 @@ async fn a_successful_trial_closes_the_circuit_and_a_failed_one_opens_it_longer(
         call(&gateway_url, "/api/service2/").await;
     }
 
-    // The trial fails: open again, for twice as long (1 s).
+    // The trial fails: open again, for twice as long (2 s).
     let status = call_until_let_through(&gateway_url, "/api/service2/").await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(fake.calls(), 4, "exactly one trial call");
     let state = circuit(&gateway_url, "service2").await;
     assert_eq!(state["state"], "open");
-    assert_eq!(state["retry_after_seconds"], 1);
+    assert_eq!(state["retry_after_seconds"], 2);
 
     // The service recovers: the next trial closes the circuit.
     fake.answer(200);

@@ -41,7 +41,7 @@ pub fn registration(registry_url: &str) -> RegistrationOptions {
 pub fn breaker_options() -> BreakerOptions {
     BreakerOptions {
         breaker_failures: 3,
-        breaker_open_for: Duration::from_millis(500),
-        breaker_max_open_for: Duration::from_secs(2),
+        breaker_open_for: Duration::from_secs(1),
+        breaker_max_open_for: Duration::from_secs(4),
     }
 }
