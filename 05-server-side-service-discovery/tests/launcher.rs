@@ -253,7 +253,8 @@ async fn services_do_not_outlive_a_killed_launcher() {
 
 #[actix_web::test]
 async fn one_service_runs_alone_on_the_port_given() {
-    let mut service2 = Running::start(&["service2", "--port", "0"], &[]);
+    // A registry URL where nothing listens: never the workshop's 8500.
+    let mut service2 = Running::start(&["service2", "--port", "0"], &free_ports());
     let (url, _pid) = service2.listening("service2").await;
     assert_eq!(get_text(&format!("{url}/anything")).await, r#"{"name":"service 2"}"#);
     assert!(!service2.seen.iter().any(|line| line.contains("service1")));

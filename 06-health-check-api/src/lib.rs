@@ -160,12 +160,15 @@ where
             // One log line per request: method, path, status, size, time.
             // (Not even the middleware when RUST_LOG leaves those lines out:
             // it would cost time on every request for nothing.)
-            // The registry's health checks are left out: every few seconds
-            // for every service, they would drown the rest (the registry's
-            // dashboard shows them).
+            // Health checks are left out (the registry's calls to /healthz,
+            // and the registry's answers to the services' own checks): every
+            // few seconds for every service, they would drown the rest. The
+            // registry's dashboard shows them.
             .wrap(middleware::Condition::new(
                 log_requests,
-                middleware::Logger::new(r#""%r" %s %bB %Dms"#).exclude("/healthz"),
+                middleware::Logger::new(r#""%r" %s %bB %Dms"#)
+                    .exclude("/healthz")
+                    .exclude("/v1/agent/self"),
             ))
             .app_data(overridden.clone())
             .service(
@@ -253,7 +256,7 @@ async fn set_health_override(
         }
     };
     *overridden.0.lock().expect("health override") = Some(health);
-    warn!("health set by hand to {health:?}");
+    warn!("health set by hand to {}", body.trim());
     HttpResponse::NoContent().finish()
 }
 

@@ -162,12 +162,15 @@ where
             // One log line per request: method, path, status, size, time.
             // (Not even the middleware when RUST_LOG leaves those lines out:
             // it would cost time on every request for nothing.)
-            // The registry's health checks are left out: every few seconds
-            // for every service, they would drown the rest (the registry's
-            // dashboard shows them).
+            // Health checks are left out (the registry's calls to /healthz,
+            // and the registry's answers to the services' own checks): every
+            // few seconds for every service, they would drown the rest. The
+            // registry's dashboard shows them.
             .wrap(middleware::Condition::new(
                 log_requests,
-                middleware::Logger::new(r#""%r" %s %bB %Dms"#).exclude("/healthz"),
+                middleware::Logger::new(r#""%r" %s %bB %Dms"#)
+                    .exclude("/healthz")
+                    .exclude("/v1/agent/self"),
             ))
             .app_data(overridden.clone())
             .service(
@@ -255,7 +258,7 @@ async fn set_health_override(
         }
     };
     *overridden.0.lock().expect("health override") = Some(health);
-    warn!("health set by hand to {health:?}");
+    warn!("health set by hand to {}", body.trim());
     HttpResponse::NoContent().finish()
 }
 
@@ -1088,17 +1091,17 @@ impl Events {
 
     fn to_json(&self) -> Value {
         let (state, until) = *self.0.inner.lock().expect("circuit");
-        let state = match state {
-            State::Closed => "closed",
-            State::Open => "open",
-            State::HalfOpen => "half-open",
+        let wait = until.map(|until| until.saturating_duration_since(Instant::now()));
+        let (state, retry_after) = match state {
+            State::Closed => ("closed", None),
+            // failsafe half-opens on the next call once the pause is over.
+            State::Open if wait.is_some_and(|wait| wait.is_zero()) => ("half-open", None),
+            State::Open => ("open", wait.map(|wait| wait.as_secs_f64().ceil() as u64)),
+            State::HalfOpen => ("half-open", None),
         };
-        let retry_after = until.map(|until| {
-            until.saturating_duration_since(Instant::now()).as_secs_f64().ceil() as u64
-        });
         json!({
             "state": state,
-            "retry_after_seconds": if state == "open" { retry_after } else { None },
+            "retry_after_seconds": retry_after,
             "rejected_calls": self.0.rejected.load(Ordering::Relaxed),
         })
     }
