@@ -27,18 +27,19 @@ struct Running {
 
 impl Running {
     fn start(args: &[&str], env: &[(&str, String)]) -> Running {
-        let mut process = Command::new(PROGRAM)
+        let mut command = Command::new(PROGRAM);
+        command
             .args(args)
             .env_remove("BIND_HOST")
             .envs(env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            // Its own process group, as a terminal would give it.
-            .process_group(0)
-            .spawn()
-            .expect("cannot start the step's binary");
+            .kill_on_drop(true);
+        // Its own process group, as a terminal would give it.
+        #[cfg(unix)]
+        command.process_group(0);
+        let mut process = command.spawn().expect("cannot start the step's binary");
         let (sender, lines) = mpsc::unbounded_channel();
         tokio::spawn(read_lines(process.stdout.take().unwrap(), sender.clone()));
         tokio::spawn(read_lines(process.stderr.take().unwrap(), sender));
