@@ -1,6 +1,6 @@
 //! Step 03: an API gateway in front of the services.
 //!
-//! Each service has a file of its own (`service1.rs`, `service2.rs`). This
+//! Each service has a file of its own (`service1.rs`, `service2.rs`, …). This
 //! file holds what every service of the step shares: logging, listening on a
 //! port, graceful shutdown, and the shape of errors.
 
