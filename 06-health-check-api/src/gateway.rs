@@ -21,6 +21,7 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::{Error, HttpRequest, HttpResponse, ResponseError, mime, web};
 use futures_util::StreamExt;
 use futures_util::future::join_all;
+use quick_xml::escape::escape;
 use serde::Serialize;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
@@ -271,10 +272,6 @@ fn json_to_xml(value: &Value, xml: &mut String) {
         Value::Null => {}
         other => xml.push_str(&other.to_string()),
     }
-}
-
-fn escape(text: &str) -> std::borrow::Cow<'_, str> {
-    quick_xml::escape::escape(text)
 }
 
 /// Headers that describe one connection, not the message: a proxy must

@@ -165,11 +165,9 @@ where
         App::new()
             // One log line per request: method, path, status, size, time.
             // (Not even the middleware when RUST_LOG leaves those lines out:
-            // it would cost time on every request for nothing.)
-            // Health checks are left out (the registry's calls to /healthz,
-            // and the registry's answers to the services' own checks): every
-            // few seconds for every service, they would drown the rest. The
-            // registry's dashboard shows them.
+            // it would cost time on every request for nothing.) Health
+            // checks are left out: every few seconds for every service, they
+            // would drown the rest, and the registry's dashboard shows them.
             .wrap(middleware::Condition::new(
                 log_requests,
                 middleware::Logger::new(r#""%r" %s %bB %Dms"#)
