@@ -373,7 +373,10 @@ async fn proxy(
     let (name, rest) = path.split_once('/').unwrap_or((path, ""));
     // The request's span is named after the service, not the whole path:
     // "GET /api/service1", one name per service however many paths it has.
-    telemetry::rename_request_span(format!("{} /api/{name}", request.method()));
+    telemetry::rename_request_span(
+        "/api/{service}/{path}",
+        format!("{} /api/{name}", request.method()),
+    );
     // A service's health endpoints are for the registry and its operators.
     if rest.starts_with("healthz") {
         let detail = "the gateway does not pass on calls to a service's health endpoints";

@@ -408,7 +408,8 @@ impl Upstream {
         {
             telemetry::record_failure(&span, problem);
         }
-        answer.inspect_err(|problem| warn!("{}", problem.detail))
+        // On the call's span, in the trace: that is where the failure was.
+        answer.inspect_err(|problem| span.in_scope(|| warn!("{}", problem.detail)))
     }
 
     /// The problem for a call that did not get an answer at all.

@@ -115,9 +115,16 @@ pub fn init_telemetry(service: &'static str) -> Result<Telemetry, String> {
 fn tracer_provider(service: &'static str) -> Result<SdkTracerProvider, String> {
     let endpoint =
         std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_else(|_| OTLP_ENDPOINT.to_string());
-    let endpoint = crate::http_url(&endpoint).map_err(|problem| {
-        format!("OTEL_EXPORTER_OTLP_ENDPOINT={endpoint} is {problem}; Jaeger's is {OTLP_ENDPOINT}")
-    })?;
+    let endpoint = match crate::http_url(&endpoint) {
+        Ok(endpoint) => endpoint,
+        Err(_) if !endpoint.contains("://") => {
+            let problem = "not a URL: it needs http:// before the host";
+            return Err(format!(
+                "OTEL_EXPORTER_OTLP_ENDPOINT={endpoint} is {problem} ({OTLP_ENDPOINT} for Jaeger here)"
+            ));
+        }
+        Err(problem) => return Err(format!("OTEL_EXPORTER_OTLP_ENDPOINT={endpoint} is {problem}")),
+    };
     // The variable names the collector; the path of traces is added here.
     let endpoint = endpoint.trim_end_matches("/v1/traces").to_string();
     let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -131,7 +138,7 @@ fn tracer_provider(service: &'static str) -> Result<SdkTracerProvider, String> {
         // Spans wait in a queue and leave in batches, from a thread of their
         // own: no request ever waits for the collector.
         .with_batch_exporter(exporter)
-        .with_sampler(Sampler::ParentBased(Box::new(SkipHealthChecks)))
+        .with_sampler(Sampler::ParentBased(Box::new(SkipBookkeeping)))
         .with_resource(Resource::builder().with_service_name(service).build())
         .build())
 }
@@ -188,13 +195,15 @@ pub fn current_trace_id() -> Option<String> {
 /// logged, in the logs.
 const HEALTH_CHECKS: [&str; 2] = ["/healthz", "/v1/agent/self"];
 
-/// Which traces are kept: all but those that begin with a health check.
-/// (A trace's first span decides for the whole trace: `traceparent` says
-/// "not sampled" to the services it calls, and they drop their spans too.)
+/// Which traces are kept: all but the bookkeeping between the services and
+/// the registry, health checks and (de)registrations (`/v1/agent/…`),
+/// which no person asked for. (A trace's first span decides for the whole
+/// trace: `traceparent` says "not sampled" to the services it calls, and
+/// they drop their spans too.)
 #[derive(Clone, Debug)]
-struct SkipHealthChecks;
+struct SkipBookkeeping;
 
-impl ShouldSample for SkipHealthChecks {
+impl ShouldSample for SkipBookkeeping {
     fn should_sample(
         &self,
         _: Option<&Context>,
@@ -205,7 +214,7 @@ impl ShouldSample for SkipHealthChecks {
         _: &[Link],
     ) -> SamplingResult {
         let path = name.split_once(' ').map_or(name, |(_method, path)| path);
-        let decision = match HEALTH_CHECKS.contains(&path) {
+        let decision = match HEALTH_CHECKS.contains(&path) || path.starts_with("/v1/agent/") {
             true => SamplingDecision::Drop,
             false => SamplingDecision::RecordAndSample,
         };
@@ -317,9 +326,11 @@ impl RootSpanBuilder for RequestSpan {
     }
 }
 
-/// Names the span of the request being served, when its route alone (as
-/// for the gateway's `/api/<service>/…`) does not say enough.
-pub fn rename_request_span(name: String) {
+/// Gives the span of the request being served its route and name, where
+/// actix matched no route pattern (the gateway reads `/api/<service>/…`
+/// itself).
+pub fn rename_request_span(route: &'static str, name: String) {
+    Span::current().record("http.route", route);
     Context::current().span().update_name(name);
 }
 

@@ -223,6 +223,7 @@ async fn one_request_through_every_service_is_one_trace() {
     let gateway = spans_of(&spans, "gateway", SpanKind::Server)[0];
     assert_eq!(gateway.parent_span_id, "");
     assert_eq!(gateway.name, "GET /api/service1");
+    assert_eq!(gateway.attribute("http.route"), "/api/{service}/{path}");
     assert_eq!(gateway.attribute("http.request.method"), "GET");
     assert_eq!(gateway.attribute("http.response.status_code"), "200");
     assert_eq!(gateway.status, SpanStatus::Unset);
@@ -269,7 +270,7 @@ async fn one_request_through_every_service_is_one_trace() {
 }
 
 #[actix_web::test]
-async fn health_checks_are_not_traced() {
+async fn health_checks_and_registrations_are_not_traced() {
     let collector = Collector::start();
     let step = Step::start(&collector.url).await;
     // The step is ready once service2 passed a health check; now something
@@ -280,7 +281,8 @@ async fn health_checks_are_not_traced() {
     let spans = collector.received.spans.lock().unwrap();
     let names: Vec<&str> = spans.iter().map(|span| span.name.as_str()).collect();
     assert!(names.iter().all(|name| !name.contains("healthz")), "{names:?}");
-    assert!(names.iter().all(|name| !name.contains("/v1/agent/self")), "{names:?}");
+    // Nor are the services' registrations, which no person asked for.
+    assert!(names.iter().all(|name| !name.contains("/v1/agent/")), "{names:?}");
 }
 
 #[actix_web::test]
@@ -301,6 +303,9 @@ async fn a_failure_is_an_error_on_every_span_it_passes_through() {
         if span.name == "GET service2" {
             assert_eq!(span.attribute("http.response.status_code"), "500");
             assert_eq!(span.status, SpanStatus::Error);
+            // What went wrong is logged on the call that failed.
+            let events = span.events.join("\n");
+            assert!(events.contains("answered 500 Internal Server Error"), "{events}");
         }
     }
     let service1 = spans_of(&spans, "service1", SpanKind::Server)[0];
@@ -450,7 +455,7 @@ async fn a_collector_url_without_http_is_refused_at_start() {
     assert!(
         said.last()
             .unwrap()
-            .contains("OTEL_EXPORTER_OTLP_ENDPOINT=127.0.0.1:4318 is not an http:// URL"),
+            .contains("OTEL_EXPORTER_OTLP_ENDPOINT=127.0.0.1:4318 is not a URL: it needs http://"),
         "{said:?}"
     );
     let status = tokio::time::timeout(PATIENCE, service2.wait()).await.unwrap().unwrap();
