@@ -1,0 +1,46 @@
+//! The step's binary, run by the tests that need each service in a process
+//! of its own (metrics.rs, prometheus.rs).
+
+use std::net::TcpListener;
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+const PROGRAM: &str = env!("CARGO_BIN_EXE_step09-monitoring");
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs the step's binary with `args` and `env`, without tracing; its
+/// output in lines.
+pub fn spawn(args: &[&str], env: &[(&str, String)]) -> (Child, mpsc::UnboundedReceiver<String>) {
+    let mut command = Command::new(PROGRAM);
+    command
+        .args(args)
+        .env_remove("BIND_HOST")
+        .env("OTEL_SDK_DISABLED", "true")
+        .envs(env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    #[cfg(unix)]
+    command.process_group(0);
+    let mut process = command.spawn().expect("cannot start the step's binary");
+    let (sender, lines) = mpsc::unbounded_channel();
+    let outputs: [Box<dyn AsyncRead + Unpin + Send>; 2] =
+        [Box::new(process.stdout.take().unwrap()), Box::new(process.stderr.take().unwrap())];
+    for output in outputs {
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(output).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = sender.send(line);
+            }
+        });
+    }
+    (process, lines)
+}
