@@ -15,7 +15,7 @@ use serde_json::Value;
 use step09_monitoring::gateway::WORKSHOP_KEY;
 use tokio::process::{Child, Command};
 
-use binary::{free_port, spawn};
+use binary::{free_port, free_ports, spawn};
 
 mod binary;
 
@@ -152,7 +152,7 @@ fn query(expression: &str) -> String {
 #[actix_web::test]
 #[ignore = "needs prometheus on PATH"]
 async fn prometheus_finds_scrapes_and_counts_every_instance_through_the_registry() {
-    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let ports = free_ports(4);
     let registry_url = format!("http://127.0.0.1:{}", ports[0]);
     let env = [
         ("REGISTRY_PORT", ports[0].to_string()),

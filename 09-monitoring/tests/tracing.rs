@@ -148,7 +148,15 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    free_ports(1)[0]
+}
+
+/// `n` ports free a moment ago, all different: each is held until all are
+/// chosen.
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> =
+        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    held.iter().map(|listener| listener.local_addr().unwrap().port()).collect()
 }
 
 /// The whole step, run by the launcher on free ports.
@@ -159,16 +167,16 @@ struct Step {
 
 impl Step {
     async fn start(collector_url: &str) -> Step {
-        let registry_port = free_port();
-        let gateway_port = free_port();
+        let ports = free_ports(4);
+        let (registry_port, gateway_port) = (ports[0], ports[1]);
         let env = [
             ("REGISTRY_PORT", registry_port.to_string()),
             ("REGISTRY_URL", format!("http://127.0.0.1:{registry_port}")),
             ("GATEWAY_PORT", gateway_port.to_string()),
-            ("SERVICE1_PORT", free_port().to_string()),
-            ("SERVICE2_PORT", free_port().to_string()),
+            ("SERVICE1_PORT", ports[2].to_string()),
+            ("SERVICE2_PORT", ports[3].to_string()),
         ];
-        let (launcher, _) = spawn(&[], &env, collector_url);
+        let (launcher, mut lines) = spawn(&[], &env, collector_url);
         let step =
             Step { _launcher: launcher, gateway_url: format!("http://127.0.0.1:{gateway_port}") };
         // Ready when a call through the gateway reaches service2.
@@ -178,7 +186,13 @@ impl Step {
             if answered.is_some_and(|(status, _)| status == StatusCode::OK) {
                 return step;
             }
-            assert!(Instant::now() < deadline, "the step never answered through the gateway");
+            if Instant::now() > deadline {
+                let mut said = Vec::new();
+                while let Ok(line) = lines.try_recv() {
+                    said.push(line);
+                }
+                panic!("the step never answered through the gateway:\n{}", said.join("\n"));
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -11,7 +11,15 @@ use tokio::sync::mpsc;
 const PROGRAM: &str = env!("CARGO_BIN_EXE_step09-monitoring");
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    free_ports(1)[0]
+}
+
+/// `n` ports free a moment ago, all different: each is held until all are
+/// chosen.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> =
+        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    held.iter().map(|listener| listener.local_addr().unwrap().port()).collect()
 }
 
 /// Runs the step's binary with `args` and `env`, without tracing; its
