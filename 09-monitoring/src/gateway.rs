@@ -380,9 +380,11 @@ async fn proxy(
     );
     // And counted under that route, for Prometheus.
     request.extensions_mut().insert(Route("/api/{service}/{path}"));
-    // A service's health endpoints are for the registry and its operators.
-    if rest.starts_with("healthz") {
-        let detail = "the gateway does not pass on calls to a service's health endpoints";
+    // A service's health endpoints are for the registry and its operators,
+    // its metrics for Prometheus: not for the gateway's clients.
+    if rest.starts_with("healthz") || rest.starts_with("metrics") {
+        let detail =
+            "the gateway does not pass on calls to a service's health or metrics endpoints";
         return Err(Problem::new(StatusCode::NOT_FOUND, detail));
     }
     let service = match gateway.discovery.find(&client, name).await {

@@ -10,7 +10,7 @@ use step09_monitoring::gateway::WORKSHOP_KEY;
 use tokio::process::Child;
 use tokio::sync::mpsc;
 
-use binary::{free_port, spawn};
+use binary::{free_port, free_ports, spawn};
 
 mod binary;
 
@@ -41,7 +41,7 @@ struct Step {
 
 impl Step {
     async fn start() -> Step {
-        let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+        let ports = free_ports(4);
         let env = [
             ("REGISTRY_PORT", ports[0].to_string()),
             ("REGISTRY_URL", format!("http://127.0.0.1:{}", ports[0])),
@@ -206,6 +206,9 @@ async fn the_gateway_counts_proxied_calls_under_one_route_and_by_outcome() {
     assert_eq!(value(&samples, "upstream_request_duration_seconds_count", &timed), 3.0);
     // Registry lookups are calls too.
     assert!(calls_to(&samples, "registry") >= 1.0);
+
+    // A service's metrics are for Prometheus, not passed on to clients.
+    assert_eq!(step.get("/api/service2/metrics").await, StatusCode::NOT_FOUND);
 }
 
 fn calls_to(samples: &[Sample], upstream: &str) -> f64 {
