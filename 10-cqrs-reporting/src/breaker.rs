@@ -1,0 +1,325 @@
+//! Circuit breakers: one per service called, so that a service that keeps
+//! failing is not called at all for a while.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, web};
+use failsafe::failure_policy::ConsecutiveFailures;
+use serde_json::{Value, json};
+use tracing::{debug, info, warn};
+
+use crate::Problem;
+
+/// How the circuit breakers behave; each option can also be set in the
+/// environment.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BreakerOptions {
+    /// Failures in a row that open a service's circuit
+    #[arg(long, env = "BREAKER_FAILURES", default_value_t = 3)]
+    pub breaker_failures: u32,
+
+    /// How long a circuit stays open the first time ("5s"); each failed
+    /// trial doubles it
+    #[arg(long, env = "BREAKER_OPEN_FOR", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub breaker_open_for: Duration,
+
+    /// The longest a circuit stays open ("60s")
+    #[arg(long, env = "BREAKER_MAX_OPEN_FOR", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub breaker_max_open_for: Duration,
+}
+
+/// A circuit breaker per service this one calls. A service that keeps
+/// failing is not called at all for a while: its callers get an answer at
+/// once instead of waiting for a timeout, and the failing service gets room
+/// to recover instead of more load.
+///
+/// The breakers are failsafe's state machines, with its consecutive
+/// failures policy: `breaker_failures` failures in a row open the circuit
+/// (a failure rate over a window would need far more calls than a
+/// workshop makes to say anything), and any success resets the count.
+pub struct Breakers {
+    options: BreakerOptions,
+    by_service: Mutex<HashMap<String, Arc<Breaker>>>,
+}
+
+type StateMachine = failsafe::StateMachine<ConsecutiveFailures<Doubling>, Events>;
+
+/// One service's circuit.
+pub struct Breaker {
+    machine: StateMachine,
+    events: Events,
+    /// failsafe lets every call through while half-open; we let one trial
+    /// through at a time, so that a service that is just recovering is not
+    /// hit by every waiting caller at once.
+    trial_in_flight: AtomicBool,
+}
+
+impl Breakers {
+    pub fn new(options: BreakerOptions) -> Self {
+        Breakers { options, by_service: Mutex::new(HashMap::new()) }
+    }
+
+    /// The circuit for `service`, closed the first time it is asked for.
+    pub fn of(&self, service: &str) -> Arc<Breaker> {
+        let mut by_service = self.by_service.lock().expect("breakers");
+        let breaker = by_service.entry(service.to_string()).or_insert_with(|| {
+            let events = Events::new(service, self.options.breaker_failures);
+            let pauses = Doubling {
+                next: self.options.breaker_open_for,
+                max: self.options.breaker_max_open_for,
+                chosen: events.0.clone(),
+            };
+            let policy = failsafe::failure_policy::consecutive_failures(
+                self.options.breaker_failures,
+                pauses,
+            );
+            let machine = failsafe::Config::new().failure_policy(policy).instrument(events.clone());
+            Arc::new(Breaker {
+                machine: machine.build(),
+                events,
+                trial_in_flight: AtomicBool::new(false),
+            })
+        });
+        breaker.clone()
+    }
+
+    /// Every circuit and its state, for `GET /breakers` and health checks.
+    pub fn states(&self) -> BTreeMap<String, Value> {
+        let by_service = self.by_service.lock().expect("breakers");
+        by_service
+            .iter()
+            .map(|(service, breaker)| (service.clone(), breaker.events.to_json()))
+            .collect()
+    }
+
+    /// A health check: warn while a circuit is open (calls to that service
+    /// fail fast, so this one is degraded).
+    pub fn check(&self) -> Result<String, String> {
+        let open: Vec<String> = self
+            .states()
+            .into_iter()
+            .filter(|(_, state)| state["state"] != "closed")
+            .map(|(service, state)| {
+                format!("{service} ({})", state["state"].as_str().unwrap_or(""))
+            })
+            .collect();
+        if open.is_empty() {
+            Ok("every circuit is closed".to_string())
+        } else {
+            Err(format!("not closed: {}", open.join(", ")))
+        }
+    }
+}
+
+impl Breaker {
+    /// Asks to call the service: at once 503 with Retry-After while the
+    /// circuit is open (no call is made at all), or a permit to call, on
+    /// which the caller records how the call went.
+    pub fn permit(self: &Arc<Self>) -> Result<Permit, Problem> {
+        // Each decision is an event in the request's trace (and a debug log line).
+        let service = &self.events.0.service;
+        if !self.machine.is_call_permitted() {
+            debug!(circuit = "open", "circuit for {service} is open: no call made");
+            return Err(self.events.open_problem());
+        }
+        let trial = self.events.state() == State::HalfOpen;
+        if trial && self.trial_in_flight.swap(true, Ordering::SeqCst) {
+            self.events.0.rejected.fetch_add(1, Ordering::Relaxed);
+            debug!(
+                circuit = "half-open",
+                "circuit for {service} has a trial under way: no call made"
+            );
+            return Err(self.events.open_problem());
+        }
+        let circuit = if trial { "half-open" } else { "closed" };
+        debug!(circuit, "circuit for {service} lets the call through");
+        Ok(Permit { breaker: self.clone(), trial })
+    }
+}
+
+/// Leave to make one call. `record` says how it went; a permit dropped
+/// without a record (the caller found no instance to call, say) counts as
+/// nothing: it was not the service's failure.
+pub struct Permit {
+    breaker: Arc<Breaker>,
+    trial: bool,
+}
+
+impl Permit {
+    /// `failed`: refused or broken connection, timeout, 5xx. A 4xx is the
+    /// caller's mistake, not the service's, and counts as a success.
+    pub fn record(self, failed: bool) {
+        if failed {
+            self.breaker.machine.on_error();
+        } else {
+            self.breaker.machine.on_success();
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if self.trial {
+            self.breaker.trial_in_flight.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Whether an answer from a service counts as its failure.
+pub fn is_failure(status: StatusCode) -> bool {
+    status.is_server_error()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl State {
+    /// The state's name in the metrics (`circuit_breaker_state`).
+    fn label(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// What failsafe tells us of a circuit (an `Instrument`): each change of
+/// state is logged once, and kept to show it and answer Retry-After.
+#[derive(Clone)]
+struct Events(Arc<CircuitLog>);
+
+struct CircuitLog {
+    service: String,
+    failures_to_open: u32,
+    inner: Mutex<(State, Option<Instant>)>,
+    /// How long failsafe chose to keep the circuit open this time.
+    pause: Mutex<Duration>,
+    rejected: AtomicU64,
+}
+
+impl Events {
+    fn new(service: &str, failures_to_open: u32) -> Self {
+        crate::monitoring::record_circuit(service, State::Closed.label(), None);
+        Events(Arc::new(CircuitLog {
+            service: service.to_string(),
+            failures_to_open,
+            inner: Mutex::new((State::Closed, None)),
+            pause: Mutex::new(Duration::ZERO),
+            rejected: AtomicU64::new(0),
+        }))
+    }
+
+    fn state(&self) -> State {
+        self.0.inner.lock().expect("circuit").0
+    }
+
+    /// Moves to `state`; the state it left.
+    fn change(&self, state: State, open_until: Option<Instant>) -> State {
+        let mut inner = self.0.inner.lock().expect("circuit");
+        let before = std::mem::replace(&mut *inner, (state, open_until)).0;
+        crate::monitoring::record_circuit(&self.0.service, state.label(), Some(before.label()));
+        before
+    }
+
+    fn open_problem(&self) -> Problem {
+        let until = self.0.inner.lock().expect("circuit").1;
+        let wait =
+            until.map_or(Duration::ZERO, |until| until.saturating_duration_since(Instant::now()));
+        // Whole seconds, rounded up, and at least one.
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let detail = format!(
+            "the circuit for {} is open: it failed too often; try again in {seconds} s",
+            self.0.service
+        );
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+            .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
+    }
+
+    fn to_json(&self) -> Value {
+        let (state, until) = *self.0.inner.lock().expect("circuit");
+        let wait = until.map(|until| until.saturating_duration_since(Instant::now()));
+        let (state, retry_after) = match state {
+            State::Closed => ("closed", None),
+            // failsafe half-opens on the next call once the pause is over.
+            State::Open if wait.is_some_and(|wait| wait.is_zero()) => ("half-open", None),
+            State::Open => ("open", wait.map(|wait| wait.as_secs_f64().ceil() as u64)),
+            State::HalfOpen => ("half-open", None),
+        };
+        json!({
+            "state": state,
+            "retry_after_seconds": retry_after,
+            "rejected_calls": self.0.rejected.load(Ordering::Relaxed),
+        })
+    }
+}
+
+impl failsafe::Instrument for Events {
+    fn on_call_rejected(&self) {
+        self.0.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn on_open(&self) {
+        let pause = *self.0.pause.lock().expect("circuit");
+        let before = self.change(State::Open, Some(Instant::now() + pause));
+        let service = &self.0.service;
+        let pause = humantime::format_duration(pause);
+        match before {
+            State::HalfOpen => warn!(
+                "circuit for {service} is OPEN again: the trial call failed; calls fail fast for {pause}"
+            ),
+            _ => warn!(
+                "circuit for {service} is now OPEN after {} failures in a row; calls fail fast for {pause}",
+                self.0.failures_to_open
+            ),
+        }
+    }
+
+    fn on_half_open(&self) {
+        self.change(State::HalfOpen, None);
+        info!("circuit for {} is HALF-OPEN: one trial call goes through", self.0.service);
+    }
+
+    fn on_closed(&self) {
+        // failsafe also calls this when the circuit is created: nothing to say.
+        if self.change(State::Closed, None) != State::Closed {
+            info!("circuit for {} is CLOSED again: the trial call succeeded", self.0.service);
+        }
+    }
+}
+
+/// How long a circuit stays open: `next`, doubled after each failed trial,
+/// up to `max`. failsafe has an exponential backoff of its own, but it
+/// cannot start below a second (tests want less) and does not say what it
+/// chose; this one records it in `chosen`, for Retry-After.
+#[derive(Clone)]
+struct Doubling {
+    next: Duration,
+    max: Duration,
+    chosen: Arc<CircuitLog>,
+}
+
+impl Iterator for Doubling {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let pause = self.next.min(self.max);
+        *self.chosen.pause.lock().expect("circuit") = pause;
+        self.next = pause * 2;
+        Some(pause)
+    }
+}
+
+/// `GET /breakers`: every circuit and its state.
+pub async fn breaker_states(breakers: web::Data<Breakers>) -> HttpResponse {
+    HttpResponse::Ok().json(breakers.states())
+}

@@ -1,0 +1,309 @@
+//! Service discovery, the client side: how a service registers itself
+//! with the registry and keeps its entry up to date (`Registration`), and
+//! how a caller finds the instances of a service to call (`Discovery`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::rt::task::JoinHandle;
+use serde_json::{Value, json};
+use tracing::{debug, info, warn};
+
+use crate::{Problem, Upstream, http_client, http_url};
+
+/// Where the registry answers, when none is given.
+pub const REGISTRY_URL: &str = "http://127.0.0.1:8500";
+
+/// How a service registers itself; each option can also be set in the
+/// environment.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RegistrationOptions {
+    /// Where the service registry answers
+    #[arg(long, env = "REGISTRY_URL", default_value = REGISTRY_URL, value_parser = http_url)]
+    pub registry_url: String,
+
+    /// How often the registry checks this instance's /healthz
+    #[arg(long, env = "CHECK_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub check_interval: Duration,
+}
+
+/// How long the registry waits for an answer from /healthz: more than a
+/// dependency check may take there, so that a slow dependency shows as a
+/// warning in the answer, not as a missing answer.
+const CHECK_TIMEOUT: &str = "2s";
+
+/// How often a registered service registers again: a restarted registry
+/// has forgotten everyone, and registering again is harmless to one that
+/// has not (Consul's agents do the same).
+const REGISTER_AGAIN_EVERY: Duration = Duration::from_secs(10);
+
+/// This instance's entry in the registry, under an ID unique to it
+/// (`service2-127.0.0.1-3003`), with an HTTP check: the registry calls the
+/// instance's `/healthz` at every interval, and stops handing out an
+/// instance that answers 503, answers too late, or does not answer at all
+/// (a killed process, say).
+#[derive(Clone)]
+pub struct Registration {
+    registry: Upstream,
+    id: String,
+    entry: Value,
+}
+
+/// A registration kept up to date by its task.
+pub struct Registered {
+    registration: Registration,
+    refresh: JoinHandle<()>,
+}
+
+impl Registration {
+    pub fn new(service: &'static str, address: SocketAddr, options: RegistrationOptions) -> Self {
+        // Listening on every address (0.0.0.0) is not an address to call.
+        let ip = if address.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            address.ip().to_string()
+        };
+        let id = format!("{service}-{ip}-{}", address.port());
+        let entry = json!({
+            "Name": service,
+            "ID": id,
+            "Address": ip,
+            "Port": address.port(),
+            "Check": {
+                "CheckID": format!("service:{id}"),
+                "HTTP": format!("http://{ip}:{}/healthz", address.port()),
+                "Interval": humantime::format_duration(options.check_interval).to_string(),
+                "Timeout": CHECK_TIMEOUT,
+                // An instance critical this long is surely gone: forget it.
+                "DeregisterCriticalServiceAfter": "1m",
+            },
+        });
+        let registry = Upstream {
+            name: "registry".to_string(),
+            url: options.registry_url,
+            timeout: Duration::from_secs(2),
+        };
+        Registration { registry, id, entry }
+    }
+
+    /// Registers in the background, and keeps the entry there.
+    pub fn start(self) -> Registered {
+        let refresh = actix_web::rt::spawn(self.clone().keep_registered());
+        Registered { registration: self, refresh }
+    }
+
+    /// Registers, retrying with a growing pause while the registry cannot
+    /// be reached, then registers again every `REGISTER_AGAIN_EVERY`.
+    async fn keep_registered(self) {
+        let client = http_client();
+        let mut registered = false;
+        let mut retry_in = Duration::from_millis(500);
+        loop {
+            match self.put(&client, "/v1/agent/service/register", Some(&self.entry)).await {
+                Ok(()) => {
+                    if !registered {
+                        info!(
+                            "registered with the registry at {} as {}",
+                            self.registry.url, self.id
+                        );
+                    }
+                    registered = true;
+                    retry_in = Duration::from_millis(500);
+                    actix_web::rt::time::sleep(REGISTER_AGAIN_EVERY).await;
+                }
+                Err(problem) => {
+                    let pause = humantime::format_duration(retry_in);
+                    warn!("cannot register: {}; retrying in {pause}", problem.detail);
+                    registered = false;
+                    actix_web::rt::time::sleep(retry_in).await;
+                    retry_in = (retry_in * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn put(
+        &self,
+        client: &awc::Client,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(), Problem> {
+        let request =
+            client.put(format!("{}{path}", self.registry.url)).timeout(self.registry.timeout);
+        let sent = match body {
+            Some(body) => request.send_json(body).await,
+            None => request.send().await,
+        };
+        let mut response = sent.map_err(|error| self.registry.failed(error))?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        let said = response.body().await.unwrap_or_default();
+        let detail = format!(
+            "the registry answered {}: {}",
+            response.status(),
+            String::from_utf8_lossy(&said)
+        );
+        Err(Problem::new(response.status(), detail))
+    }
+}
+
+impl Registered {
+    /// Stops registering and removes the entry, so that clients stop being
+    /// sent here before the service stops answering.
+    pub async fn leave(self) {
+        self.refresh.abort();
+        let registration = self.registration;
+        let path = format!("/v1/agent/service/deregister/{}", registration.id);
+        match registration.put(&http_client(), &path, None).await {
+            Ok(()) => info!("deregistered {}", registration.id),
+            // When the whole step stops, the registry may stop first.
+            Err(problem) => {
+                info!("not deregistered ({}); is the registry stopping too?", problem.detail)
+            }
+        }
+    }
+}
+
+/// Client-side discovery: asks the registry for the healthy instances of a
+/// service (passing or warning, not critical), spreads calls over them in
+/// turn (round-robin), and remembers each answer for a second, so that not
+/// every call costs a trip to the registry. (A second is shorter than any
+/// check interval, so what it remembers is never much older than what the
+/// registry knows. Consul's blocking queries, which the registry also
+/// serves, would push changes instead; a short memory is simpler and works
+/// for any service name.)
+pub struct Discovery {
+    registry: Upstream,
+    call_timeout: Duration,
+    known: Mutex<HashMap<String, Instances>>,
+}
+
+struct Instances {
+    asked_at: Instant,
+    urls: Vec<String>,
+    next: usize,
+}
+
+const REMEMBER_INSTANCES_FOR: Duration = Duration::from_secs(1);
+
+impl Discovery {
+    /// Discovery through the registry at `registry_url`; the instances it
+    /// finds are called with `call_timeout`.
+    pub fn new(registry_url: String, call_timeout: Duration) -> Self {
+        let registry = Upstream {
+            name: "registry".to_string(),
+            url: registry_url,
+            timeout: Duration::from_secs(2),
+        };
+        Discovery { registry, call_timeout, known: Mutex::new(HashMap::new()) }
+    }
+
+    /// The next passing instance of `service` to call, or the problem that
+    /// there is none: 503 when none is registered and passing, 502 or 504
+    /// when the registry cannot be asked (and nothing is remembered).
+    pub async fn find(&self, client: &awc::Client, service: &str) -> Result<Upstream, Problem> {
+        let instance =
+            |url| Upstream { name: service.to_string(), url, timeout: self.call_timeout };
+        if let Some(url) = self.next_known(service, true) {
+            debug!("{service} at {url}, from the instances the registry listed less than 1 s ago");
+            return Ok(instance(url));
+        }
+        match self.ask_registry(client, service).await {
+            Ok(urls) => {
+                debug!("the registry lists {} healthy instances of {service}", urls.len());
+                let instances = Instances { asked_at: Instant::now(), urls, next: 0 };
+                self.known.lock().expect("discovery cache").insert(service.to_string(), instances);
+            }
+            // Better an instance the registry knew a moment ago than none.
+            Err(problem) => match self.next_known(service, false) {
+                Some(url) => {
+                    warn!("{}; calling an instance of {service} known before", problem.detail);
+                    return Ok(instance(url));
+                }
+                None => return Err(problem),
+            },
+        }
+        match self.next_known(service, false) {
+            Some(url) => Ok(instance(url)),
+            None => {
+                let detail = format!(
+                    "no healthy instance of {service} is registered at {}",
+                    self.registry.url
+                );
+                Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+                    .with_header(header::RETRY_AFTER, HeaderValue::from_static("5")))
+            }
+        }
+    }
+
+    /// The names of every service registered, whatever their health.
+    pub async fn services(&self, client: &awc::Client) -> Result<Vec<String>, Problem> {
+        let catalog = self.registry.get_json(client, "/v1/catalog/services").await?;
+        Ok(catalog
+            .as_object()
+            .map(|services| services.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    /// A health check of the registry: does it answer? When it does not,
+    /// calls still go to the instances known before, so it is a warning.
+    pub async fn check_registry(&self, client: &awc::Client) -> Result<String, String> {
+        match self.registry.get_json(client, "/v1/agent/self").await {
+            Ok(_) => Ok(format!("the registry at {} answers", self.registry.url)),
+            Err(problem) => Err(format!("{}; using the instances known before", problem.detail)),
+        }
+    }
+
+    /// The next of the remembered instances, in turn; with `fresh`, only if
+    /// they were asked for less than a second ago.
+    fn next_known(&self, service: &str, fresh: bool) -> Option<String> {
+        let mut known = self.known.lock().expect("discovery cache");
+        let instances = known.get_mut(service)?;
+        if instances.urls.is_empty()
+            || (fresh && instances.asked_at.elapsed() > REMEMBER_INSTANCES_FOR)
+        {
+            return None;
+        }
+        instances.next = (instances.next + 1) % instances.urls.len();
+        Some(instances.urls[instances.next].clone())
+    }
+
+    async fn ask_registry(
+        &self,
+        client: &awc::Client,
+        service: &str,
+    ) -> Result<Vec<String>, Problem> {
+        let entries =
+            self.registry.get_json(client, &format!("/v1/health/service/{service}")).await?;
+        let entries = entries.as_array().map(Vec::as_slice).unwrap_or_default();
+        // Not `?passing`: it drops instances in warning too, and a service
+        // warns when one of *its* dependencies is down. Taking it out of
+        // rotation for that would spread one failure to all its callers.
+        let healthy = |entry: &&Value| {
+            let checks = entry["Checks"].as_array().map(Vec::as_slice).unwrap_or_default();
+            checks.iter().all(|check| check["Status"] != "critical")
+        };
+        Ok(entries
+            .iter()
+            .filter(healthy)
+            .map(|entry| {
+                // An instance registered without an address is on the node's.
+                let address = match entry["Service"]["Address"].as_str() {
+                    Some("") | None => entry["Node"]["Address"].as_str().unwrap_or_default(),
+                    Some(address) => address,
+                };
+                let port = &entry["Service"]["Port"];
+                if address.contains(':') {
+                    format!("http://[{address}]:{port}") // IPv6
+                } else {
+                    format!("http://{address}:{port}")
+                }
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,515 @@
+//! gateway: the one entry point for clients. It checks who is calling
+//! (authentication at the edge, so that the services behind it need not),
+//! passes `/api/<service>/…` on to a passing instance of that service, which
+//! it finds in the registry (server-side discovery: clients need not know
+//! the registry exists), and at `/` answers with what every registered
+//! service says, in one response, as JSON or XML. Every call to a service
+//! goes through that service's circuit breaker.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io;
+use std::net::TcpListener;
+use std::rc::Rc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::body::{MessageBody, SizedStream};
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, Accept, Header as _, HeaderMap, HeaderName, HeaderValue};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse, ResponseError, mime, web};
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+use quick_xml::escape::escape;
+use serde::Serialize;
+use serde_json::Value;
+use subtle::ConstantTimeEq;
+use tracing::Instrument;
+
+use crate::{
+    BreakerOptions, Breakers, Check, Discovery, Health, HealthOverride, Problem,
+    RegistrationOptions, monitoring, telemetry,
+};
+use monitoring::Route;
+
+pub const NAME: &str = "gateway";
+
+/// The key the gateway accepts when none is set and it listens on a
+/// loopback address, so that the README's curl lines work as they are.
+/// It is public, so the gateway refuses it on any other address.
+pub const WORKSHOP_KEY: &str = "workshop-key";
+
+/// The gateway's options; each can also be set in the environment.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Options {
+    /// Port to listen on
+    #[arg(long, env = "GATEWAY_PORT", default_value_t = 3001)]
+    pub port: u16,
+
+    /// The key clients must send as "Authorization: Bearer <key>". Needed
+    /// when listening on an address other machines can reach; on 127.0.0.1
+    /// it defaults to "workshop-key"
+    #[arg(long, env = "GATEWAY_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// How long a service may take to start answering ("2s", "500ms")
+    #[arg(long, env = "GATEWAY_UPSTREAM_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub upstream_timeout: Duration,
+
+    /// Largest request body passed on to a service, in bytes (larger: 413)
+    #[arg(long, env = "GATEWAY_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: u64,
+
+    #[command(flatten)]
+    pub registration: RegistrationOptions,
+
+    #[command(flatten)]
+    pub breaker: BreakerOptions,
+}
+
+/// What every worker of the gateway shares.
+struct Gateway {
+    api_key: String,
+    discovery: Discovery,
+    max_body_bytes: u64,
+    /// Each service's last answer at `/`, and when it came: the fallback
+    /// when the service cannot answer.
+    last_answers: Mutex<HashMap<String, (Value, Instant)>>,
+}
+
+pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
+    let api_key = choose_api_key(&listener, options.api_key)?;
+    let discovery = Discovery::new(options.registration.registry_url, options.upstream_timeout);
+    let gateway = web::Data::new(Gateway {
+        api_key,
+        discovery,
+        max_body_bytes: options.max_body_bytes,
+        last_answers: Mutex::new(HashMap::new()),
+    });
+    let breakers = web::Data::new(Breakers::new(options.breaker));
+    crate::serve(listener, move |routes| {
+        routes.app_data(web::Data::new(crate::http_client())).app_data(gateway.clone());
+        routes.app_data(breakers.clone());
+        // Health is for the registry and operators: no API key needed.
+        routes.route("/healthz", web::get().to(healthz));
+        routes.service(
+            web::scope("")
+                .wrap(from_fn(require_api_key))
+                .service(
+                    web::resource("/").get(aggregate).default_service(web::to(crate::only_get)),
+                )
+                .route("/breakers", web::get().to(crate::breaker_states))
+                // Every other path should be /api/<service>/<rest>: `proxy`
+                // reads it itself, which costs less than matching a pattern.
+                .default_service(web::to(proxy)),
+        );
+    })
+}
+
+/// The gateway needs the registry to find services; without it, it calls
+/// the instances it knew before, degraded (warn) rather than dead.
+async fn healthz(
+    overridden: web::Data<HealthOverride>,
+    client: web::Data<awc::Client>,
+    gateway: web::Data<Gateway>,
+    breakers: web::Data<Breakers>,
+) -> HttpResponse {
+    let checks = vec![
+        Check::new(
+            "registry:reachability",
+            Health::Warn,
+            gateway.discovery.check_registry(&client),
+        ),
+        Check::new("circuits", Health::Warn, async { breakers.check() }),
+    ];
+    crate::health_report(&overridden, checks).await
+}
+
+/// On a loopback address only this machine can reach the gateway, so the
+/// public workshop key will do; anywhere else it would let anyone in.
+fn choose_api_key(listener: &TcpListener, configured: Option<String>) -> io::Result<String> {
+    let address = listener.local_addr()?;
+    match configured {
+        Some(key) if key.is_empty() => Err(io::Error::other(
+            "its API key is empty: set GATEWAY_API_KEY to a secret of your own, or leave it \
+             unset on 127.0.0.1 to use the workshop key",
+        )),
+        Some(key) => Ok(key),
+        None if address.ip().is_loopback() => Ok(WORKSHOP_KEY.to_string()),
+        None => Err(io::Error::other(format!(
+            "it listens on {address}, which other machines can reach, and has no API key of \
+             its own. The workshop key is public (it is in the README): set a secret key \
+             with GATEWAY_API_KEY=<KEY> (or `gateway --api-key <KEY>` when it runs alone)."
+        ))),
+    }
+}
+
+/// Authentication at the edge: every request must carry the API key as a
+/// bearer token, before anything else happens.
+async fn require_api_key(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let gateway =
+        request.app_data::<web::Data<Gateway>>().expect("the gateway's settings are registered");
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim());
+    let (detail, challenge) = match presented {
+        // A constant-time comparison: how long it takes says nothing about
+        // how much of a guessed key was right.
+        Some(key) if bool::from(key.as_bytes().ct_eq(gateway.api_key.as_bytes())) => {
+            return next.call(request).await.map(ServiceResponse::map_into_left_body);
+        }
+        Some(_) => ("that API key is not valid", r#"Bearer error="invalid_token""#),
+        None => {
+            ("send your API key as \"Authorization: Bearer <key>\"", r#"Bearer realm="gateway""#)
+        }
+    };
+    let problem = Problem::new(StatusCode::UNAUTHORIZED, detail)
+        .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    // An answer, not an error, so that the request log shows the 401 too.
+    Ok(request.into_response(problem.error_response()).map_into_right_body())
+}
+
+/// One service's part of the aggregate: what it answered, or the problem
+/// that kept it from answering. A failed service does not fail the whole.
+#[derive(Serialize)]
+struct Part {
+    service: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answer: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Problem>,
+    /// Why `answer` is not fresh, when it comes from the fallback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Aggregate {
+    services: Vec<Part>,
+}
+
+/// `GET /`: asks every service registered (but the gateway itself) at
+/// once, and answers with all they said.
+async fn aggregate(
+    request: HttpRequest,
+    client: web::Data<awc::Client>,
+    gateway: web::Data<Gateway>,
+    breakers: web::Data<Breakers>,
+) -> Result<HttpResponse, Problem> {
+    let mut services = gateway.discovery.services(&client).await?;
+    services.retain(|service| service != NAME);
+    let answers =
+        join_all(services.iter().map(|service| ask(&gateway, &breakers, &client, service))).await;
+    let mut last_answers = gateway.last_answers.lock().expect("last answers");
+    let parts: Vec<Part> = services
+        .into_iter()
+        .zip(answers)
+        .map(|(service, answer)| match answer {
+            Ok(answer) => {
+                last_answers.insert(service.clone(), (answer.clone(), Instant::now()));
+                Part { service, answer: Some(answer), error: None, fallback: None }
+            }
+            // Better the last answer, marked as such, than none.
+            Err(problem) => match last_answers.get(&service) {
+                Some((answer, at)) => {
+                    let age = at.elapsed().as_secs();
+                    let why =
+                        format!("{}; this is its last answer, from {age} s ago", problem.detail);
+                    Part { service, answer: Some(answer.clone()), error: None, fallback: Some(why) }
+                }
+                None => Part { service, answer: None, error: Some(problem), fallback: None },
+            },
+        })
+        .collect();
+    drop(last_answers);
+
+    let mut response = HttpResponse::Ok();
+    // The answer depends on Accept: caches must keep one copy per value.
+    response.insert_header((header::VARY, "Accept"));
+    if prefers_xml(&request) {
+        Ok(response.content_type("application/xml").body(to_xml(&parts)))
+    } else {
+        Ok(response.json(Aggregate { services: parts }))
+    }
+}
+
+/// What one service answers at `/`, asked through discovery.
+async fn ask(
+    gateway: &Gateway,
+    breakers: &Breakers,
+    client: &awc::Client,
+    service: &str,
+) -> Result<Value, Problem> {
+    let instance = gateway.discovery.find(client, service).await?;
+    let permit = breakers.of(service).permit()?;
+    let answer = instance.get_json(client, "/").await;
+    permit.record(answer.as_ref().is_err_and(Problem::is_upstream_fault));
+    answer
+}
+
+/// Content negotiation: the client says in `Accept` which representations
+/// it takes, best first. (The Node.js workshop looked at Content-Type, but
+/// that header describes the body a client sends, and a GET sends none.)
+fn prefers_xml(request: &HttpRequest) -> bool {
+    let Ok(accept) = Accept::parse(request) else {
+        return false;
+    };
+    for wanted in accept.ranked() {
+        if wanted.subtype() == mime::XML {
+            return true;
+        }
+        if wanted.subtype() == mime::JSON || wanted.subtype() == mime::STAR {
+            return false;
+        }
+    }
+    false
+}
+
+/// `<services>` with a `<service name="…">` for each part, holding the
+/// service's JSON answer as elements, or an `<error>`.
+fn to_xml(parts: &[Part]) -> String {
+    let mut xml = String::from(r#"<?xml version="1.0" encoding="UTF-8"?><services>"#);
+    for part in parts {
+        let _ = write!(xml, r#"<service name="{}""#, escape(&part.service));
+        if let Some(why) = &part.fallback {
+            let _ = write!(xml, r#" fallback="{}""#, escape(why));
+        }
+        xml.push('>');
+        if let Some(answer) = &part.answer {
+            json_to_xml(answer, &mut xml);
+        }
+        if let Some(problem) = &part.error {
+            let _ = write!(
+                xml,
+                r#"<error status="{}">{}</error>"#,
+                problem.status,
+                escape(&problem.detail)
+            );
+        }
+        xml.push_str("</service>");
+    }
+    xml.push_str("</services>");
+    xml
+}
+
+/// A JSON value as XML: an object's fields become elements, an array's
+/// items `<item>` elements, and the rest text.
+fn json_to_xml(value: &Value, xml: &mut String) {
+    match value {
+        Value::Object(fields) => {
+            for (key, value) in fields {
+                let is_xml_name = key.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                let element = if is_xml_name { key.as_str() } else { "field" };
+                let _ = write!(xml, "<{element}>");
+                json_to_xml(value, xml);
+                let _ = write!(xml, "</{element}>");
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                xml.push_str("<item>");
+                json_to_xml(item, xml);
+                xml.push_str("</item>");
+            }
+        }
+        Value::String(text) => xml.push_str(&escape(text)),
+        Value::Null => {}
+        other => xml.push_str(&other.to_string()),
+    }
+}
+
+/// Headers that describe one connection, not the message: a proxy must
+/// not pass them on (RFC 9110, section 7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// The headers of `from` that are about the message, not the connection.
+fn end_to_end(from: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+    // Connection may name more hop-by-hop headers: "Connection: X-Trace".
+    let named: Vec<String> = from
+        .get_all(header::CONNECTION)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect();
+    from.iter().filter(move |(name, _)| {
+        !HOP_BY_HOP.contains(name) && !named.iter().any(|n| n == name.as_str())
+    })
+}
+
+/// `/api/<service>/…`: passes the request on to a passing instance of the
+/// service (method, rest of the path, query string, headers, body) and the
+/// service's answer back. Bodies stream through; neither is held whole.
+async fn proxy(
+    request: HttpRequest,
+    body: web::Payload,
+    client: web::Data<awc::Client>,
+    gateway: web::Data<Gateway>,
+    breakers: web::Data<Breakers>,
+) -> Result<HttpResponse, Problem> {
+    // "/api/service1/orders/7": service1, and "orders/7" for it.
+    let Some(path) = request.path().strip_prefix("/api/").filter(|path| !path.is_empty()) else {
+        return Err(no_route(&request));
+    };
+    let (name, rest) = path.split_once('/').unwrap_or((path, ""));
+    // The request's span is named after the service, not the whole path:
+    // "GET /api/service1", one name per service however many paths it has.
+    telemetry::rename_request_span(
+        "/api/{service}/{path}",
+        format!("{} /api/{name}", request.method()),
+    );
+    // And counted under that route, for Prometheus.
+    request.extensions_mut().insert(Route("/api/{service}/{path}"));
+    // A service's health endpoints are for the registry and its operators,
+    // its metrics for Prometheus: not for the gateway's clients.
+    if rest.starts_with("healthz") || rest.starts_with("metrics") {
+        let detail =
+            "the gateway does not pass on calls to a service's health or metrics endpoints";
+        return Err(Problem::new(StatusCode::NOT_FOUND, detail));
+    }
+    let service = match gateway.discovery.find(&client, name).await {
+        Ok(service) => service,
+        // No passing instance: is the service down (503), or is there no
+        // such service at all (404)?
+        Err(problem) if problem.status == StatusCode::SERVICE_UNAVAILABLE.as_u16() => {
+            let registered = gateway.discovery.services(&client).await?;
+            if registered.iter().any(|registered| registered == name) {
+                return Err(problem);
+            }
+            let detail = format!(
+                "no service named {name} is registered; registered: {}",
+                registered.join(", ")
+            );
+            return Err(Problem::new(StatusCode::NOT_FOUND, detail));
+        }
+        Err(problem) => return Err(problem),
+    };
+    // After discovery, so that only services that exist get a circuit.
+    // While it is open, answer at once: no call at all.
+    let permit = breakers.of(&service.name).permit()?;
+    let mut url = format!("{}/{rest}", service.url);
+    if let Some(query) = request.uri().query() {
+        url = format!("{url}?{query}");
+    }
+
+    let too_large = || {
+        let detail = format!(
+            "the body is larger than the gateway's limit of {} bytes",
+            gateway.max_body_bytes
+        );
+        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, detail)
+    };
+    let declared_length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > gateway.max_body_bytes) {
+        return Err(too_large());
+    }
+
+    let mut outgoing = client.request(request.method().clone(), &url).timeout(service.timeout);
+    for (name, value) in end_to_end(request.headers()) {
+        // The API key is for the gateway: it stops here. Host and length
+        // are the new request's own.
+        if ![header::AUTHORIZATION, header::HOST, header::CONTENT_LENGTH].contains(name) {
+            outgoing = outgoing.append_header((name.clone(), value.clone()));
+        }
+    }
+    for (name, value) in forwarded_for(&request) {
+        outgoing = outgoing.insert_header((name, value));
+    }
+    // The call's span, and `traceparent` so that the service continues the trace.
+    let span = telemetry::client_span(request.method(), &service.name, &url);
+    telemetry::inject_trace_context(&span, outgoing.headers_mut());
+
+    // Count the body as it streams through: a client that sends more than
+    // the limit without saying so up front is cut off too.
+    let over_limit = Rc::new(Cell::new(false));
+    let (limit, flag, mut received) = (gateway.max_body_bytes, over_limit.clone(), 0);
+    let body = body.map(move |chunk| {
+        let chunk = chunk?;
+        received += chunk.len() as u64;
+        if received > limit {
+            flag.set(true);
+            return Err(PayloadError::Overflow);
+        }
+        Ok(chunk)
+    });
+    let send = async {
+        match declared_length {
+            Some(length) => outgoing.send_body(SizedStream::new(length, body)).await,
+            None if request.headers().contains_key(header::TRANSFER_ENCODING) => {
+                outgoing.send_stream(body).await
+            }
+            None => outgoing.send().await, // no body
+        }
+    };
+    let started = Instant::now();
+    let sent = send.instrument(span.clone()).await;
+    let upstream = match sent {
+        Ok(upstream) => upstream,
+        Err(_) if over_limit.get() => return Err(too_large()),
+        Err(error) => {
+            permit.record(true);
+            let problem = service.failed(error);
+            telemetry::record_failure(&span, &problem);
+            let timed_out = problem.status == StatusCode::GATEWAY_TIMEOUT.as_u16();
+            monitoring::record_call(&service.name, None, timed_out, started.elapsed());
+            return Err(problem);
+        }
+    };
+    permit.record(crate::is_failure(upstream.status()));
+    telemetry::record_status(&span, upstream.status());
+    monitoring::record_call(&service.name, Some(upstream.status()), false, started.elapsed());
+
+    let mut response = HttpResponse::build(upstream.status());
+    for (name, value) in end_to_end(upstream.headers()) {
+        response.append_header((name.clone(), value.clone()));
+    }
+    // The answer's body gets the same time again to arrive.
+    Ok(response.streaming(upstream.timeout(service.timeout)))
+}
+
+/// X-Forwarded-For, -Proto and -Host tell the service who the client was
+/// and what it asked for, which the service cannot see behind a proxy.
+fn forwarded_for(request: &HttpRequest) -> [(HeaderName, HeaderValue); 3] {
+    let client = request.peer_addr().map(|peer| peer.ip().to_string()).unwrap_or_default();
+    let chain = match request.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(earlier) => format!("{earlier}, {client}"),
+        None => client,
+    };
+    let host = request.headers().get(header::HOST).cloned();
+    [
+        (HeaderName::from_static("x-forwarded-for"), HeaderValue::try_from(chain).unwrap_or(EMPTY)),
+        (HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("http")),
+        (HeaderName::from_static("x-forwarded-host"), host.unwrap_or(EMPTY)),
+    ]
+}
+
+const EMPTY: HeaderValue = HeaderValue::from_static("");
+
+fn no_route(request: &HttpRequest) -> Problem {
+    let detail =
+        format!("no route for {}; the gateway serves / and /api/<service>/...", request.path());
+    Problem::new(StatusCode::NOT_FOUND, detail)
+}

@@ -1,0 +1,498 @@
+//! Step 10: CQRS: commands change the data of their own service, a report reads them all.
+//!
+//! Each service has a file of its own (`service1.rs`, `service2.rs`, …),
+//! and so has each pattern they share:
+//! `discovery.rs`, `health.rs`, `breaker.rs`, `telemetry.rs`, `monitoring.rs`,
+//! `events.rs`.
+//! This file holds the rest: listening on a port, graceful
+//! shutdown, the shape of errors, and calls to other services.
+
+pub mod accounts;
+mod breaker;
+pub mod demo;
+mod discovery;
+mod events;
+pub mod gateway;
+mod health;
+mod monitoring;
+pub mod registry;
+pub mod reports;
+pub mod service1;
+pub mod service2;
+mod telemetry;
+pub mod users;
+
+pub use breaker::{Breaker, BreakerOptions, Breakers, Permit, breaker_states, is_failure};
+pub use discovery::{Discovery, REGISTRY_URL, Registered, Registration, RegistrationOptions};
+pub use health::{Check, HEALTH_CHECK_TIMEOUT, Health, HealthOverride, health_report};
+
+use std::cell::Cell;
+use std::fmt;
+use std::io;
+use std::net::TcpListener;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use actix_web::body::BoxBody;
+use actix_web::dev::Server;
+use actix_web::error::JsonPayloadError;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode, Uri};
+use actix_web::{
+    App, FromRequest, Handler, HttpRequest, HttpResponse, HttpServer, Responder, ResponseError,
+    middleware, web,
+};
+use awc::error::{ConnectError, SendRequestError};
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{Instrument, error, info, warn};
+use tracing_actix_web::TracingLogger;
+
+/// Runs one service until Ctrl-C or SIGTERM, then stops it gracefully: it
+/// stops accepting connections, lets the requests in flight finish, and
+/// exits with 0.
+///
+/// `make_server` gets the listener already bound, so that a port in use is
+/// reported before anything else happens (and so that tests can hand a
+/// service a listener on port 0).
+///
+/// A service given `registration` options registers with the registry once
+/// it listens, keeps its entry alive, and deregisters first when it stops,
+/// so that no client is sent to it while it shuts down.
+pub fn run(
+    service: &'static str,
+    host: &str,
+    port: u16,
+    supervised: bool,
+    registration: Option<RegistrationOptions>,
+    make_server: impl FnOnce(TcpListener) -> io::Result<Server>,
+) -> ExitCode {
+    // Dropped last: the spans still waiting are sent before the process ends.
+    let _telemetry = match telemetry::init_telemetry(service) {
+        Ok(telemetry) => telemetry,
+        Err(message) => {
+            error!("{service} cannot start: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Ready to count before the port is bound: from then on, the launcher
+    // (and clients) may start calling.
+    monitoring::init();
+    let listener = match listen(service, host, port) {
+        Ok(listener) => listener,
+        Err(message) => {
+            error!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    actix_web::rt::System::new().block_on(async move {
+        let address = listener.local_addr().expect("a bound listener has an address");
+        let server = match make_server(listener) {
+            Ok(server) => server,
+            Err(problem) => {
+                error!("{service} cannot start: {problem}");
+                return ExitCode::FAILURE;
+            }
+        };
+        info!("{service} listening on http://{address} (pid {})", std::process::id());
+        let registered =
+            registration.map(|options| Registration::new(service, address, options).start());
+
+        let running = server.handle();
+        actix_web::rt::spawn(async move {
+            shutdown_signal(supervised).await;
+            info!("{service} stopping");
+            if let Some(registered) = registered {
+                registered.leave().await;
+            }
+            running.stop(true).await;
+        });
+        match server.await {
+            Ok(()) => {
+                info!("{service} stopped");
+                ExitCode::SUCCESS
+            }
+            Err(problem) => {
+                error!("{service} failed: {problem}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Binds the service's port. "Address already in use" is the classic
+/// classroom error (the previous step is still running), so the errors a
+/// learner can meet here say what to do about them.
+pub fn listen(service: &str, host: &str, port: u16) -> Result<TcpListener, String> {
+    TcpListener::bind((host, port)).map_err(|error| {
+        let place = format!("{service} cannot listen on {host}:{port}");
+        let port_variable = format!("{}_PORT", service.to_uppercase());
+        match error.kind() {
+            io::ErrorKind::AddrInUse => format!(
+                "{place}: the port is already in use.\n\
+                 Is a previous step, or another copy of this one, still running? \
+                 Stop it with Ctrl-C in its terminal,\n\
+                 or give {service} another port: {port_variable}=<N> for the whole step,\n\
+                 or `{service} --port <N>` when it runs alone."
+            ),
+            io::ErrorKind::AddrNotAvailable => format!(
+                "{place}: {host} is not an address of this machine.\n\
+                 Use --host 127.0.0.1 (this machine only) or --host 0.0.0.0 (every network)."
+            ),
+            io::ErrorKind::PermissionDenied => format!(
+                "{place}: ports below 1024 need administrator rights.\n\
+                 Give {service} a port above 1023: {port_variable}=<N>, or `--port <N>` alone."
+            ),
+            _ => {
+                format!("{place}: {error}.\nCheck --host (BIND_HOST) and --port ({port_variable}).")
+            }
+        }
+    })
+}
+
+/// Builds the HTTP server of a service from its routes, on a listener
+/// that is already bound.
+///
+/// The server does not react to Ctrl-C by itself (`disable_signals`):
+/// [`run`] decides when to stop it. It then gives requests in flight five
+/// seconds to finish, not actix's default thirty: a workshop service should
+/// not keep a learner's terminal waiting.
+pub fn serve<F>(listener: TcpListener, routes: F) -> io::Result<Server>
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    // One override for all the workers of the service (see `health`).
+    let overridden = web::Data::new(HealthOverride::default());
+    monitoring::init(); // done already in a service started by `run`
+    let server = HttpServer::new(move || {
+        App::new()
+            // Every request counted and timed, for Prometheus.
+            .wrap(middleware::from_fn(monitoring::count_requests))
+            // The trace id in every answer (inside the span, which it reads).
+            .wrap(middleware::from_fn(telemetry::trace_id_header))
+            // A span for every request, as a child of the caller's span; it
+            // also writes the request's log line. Health checks are left out:
+            // every few seconds for every service, they would drown the
+            // rest, and the registry's dashboard shows them.
+            .wrap(TracingLogger::<telemetry::RequestSpan>::new())
+            .app_data(overridden.clone())
+            .route("/metrics", web::get().to(monitoring::metrics_page))
+            .service(
+                web::resource("/healthz/override")
+                    .put(health::set_health_override)
+                    .delete(health::clear_health_override),
+            )
+            .configure(routes.clone())
+    })
+    .listen(listener)?
+    .disable_signals()
+    .shutdown_timeout(5)
+    .run();
+    Ok(server)
+}
+
+/// Resolves when the service should stop: on Ctrl-C or SIGTERM (Unix) for a
+/// service run alone. A service started by the launcher (`supervised`)
+/// stops when its stdin closes, which is how the launcher stops it: that
+/// works the same on every OS, lets the launcher choose the order, and also
+/// stops the service if the launcher itself is killed, instead of leaving
+/// it behind holding its port.
+pub async fn shutdown_signal(supervised: bool) {
+    let interrupted = async {
+        // Ctrl-C in a terminal reaches every process of the step at once;
+        // under the launcher, it is the launcher's to act on.
+        loop {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await
+            }
+            if !supervised {
+                return;
+            }
+        }
+    };
+    let launcher_gone =
+        async { if supervised { stdin_closed().await } else { std::future::pending().await } };
+    tokio::select! {
+        _ = interrupted => {}
+        _ = terminate() => {}
+        _ = launcher_gone => {}
+    }
+}
+
+#[cfg(unix)]
+async fn terminate() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut sigterm) => {
+            sigterm.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// Windows has no SIGTERM; Ctrl-C and the launcher closing stdin remain.
+#[cfg(not(unix))]
+async fn terminate() {
+    std::future::pending().await
+}
+
+async fn stdin_closed() {
+    // A plain thread, because a read from stdin blocks and cannot be
+    // cancelled: it must not hold up the async runtime when it shuts down.
+    let (closed, on_closed) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = io::copy(&mut io::stdin().lock(), &mut io::sink());
+        let _ = closed.send(());
+    });
+    let _ = on_closed.await;
+}
+
+/// An error as a client sees it: RFC 9457 problem details, served as
+/// `application/problem+json`, so that every error of every service has one
+/// shape a client can read, whatever went wrong.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    /// `about:blank` means "nothing more to say than the status code", whose
+    /// reason phrase is then the title (RFC 9457, section 4.2.1).
+    #[serde(rename = "type")]
+    problem_type: &'static str,
+    title: &'static str,
+    status: u16,
+    /// What went wrong this time, in words a person can act on.
+    detail: String,
+    #[serde(skip)]
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// Whether an upstream is to blame: it failed, was too slow, or
+    /// answered 5xx or garbage. (A 4xx it answered is the caller's fault.)
+    #[serde(skip)]
+    upstream_fault: bool,
+    /// The status the upstream answered, when it answered with an error.
+    #[serde(skip)]
+    upstream_status: Option<StatusCode>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Problem {
+            problem_type: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: detail.into(),
+            headers: Vec::new(),
+            upstream_fault: false,
+            upstream_status: None,
+        }
+    }
+
+    /// Whether the upstream is to blame, so that its circuit breaker counts it.
+    pub fn is_upstream_fault(&self) -> bool {
+        self.upstream_fault
+    }
+
+    /// Whether the upstream answered `status`, such as 404 for a user that
+    /// does not exist.
+    pub fn upstream_answered(&self, status: StatusCode) -> bool {
+        self.upstream_status == Some(status)
+    }
+
+    /// Adds a header that the status code calls for, such as `Allow` on 405.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.title, self.detail)
+    }
+}
+
+impl ResponseError for Problem {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.content_type("application/problem+json");
+        for (name, value) in &self.headers {
+            response.insert_header((name.clone(), value.clone()));
+        }
+        response.json(self)
+    }
+}
+
+/// A handler can answer with a `Problem` directly.
+impl Responder for Problem {
+    type Body = BoxBody;
+
+    fn respond_to(self, _: &HttpRequest) -> HttpResponse {
+        self.error_response()
+    }
+}
+
+/// Routes a GET on any path to `handler`, and answers any other method
+/// with 405 Method Not Allowed.
+pub fn on_every_get<F, Args>(routes: &mut web::ServiceConfig, handler: F)
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    routes.service(web::resource("/{any:.*}").get(handler).default_service(web::to(only_get)));
+}
+
+/// The answer to a method a GET-only route does not serve.
+pub async fn only_get(request: HttpRequest) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not served here; only GET is", request.method()),
+    )
+    .with_header(header::ALLOW, HeaderValue::from_static("GET"))
+}
+
+/// How the services that take commands read a JSON body: any problem with
+/// it (not JSON, a field missing or of the wrong type, an unknown field, no
+/// `Content-Type: application/json`) is a 400 that says what is wrong.
+pub fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default().limit(64 * 1024).error_handler(|error, _| {
+        let detail = match &error {
+            JsonPayloadError::ContentType => {
+                "send the body as JSON, with the header Content-Type: application/json".to_string()
+            }
+            JsonPayloadError::Deserialize(error) => {
+                format!("the body is not what is expected: {error}")
+            }
+            error => format!("the body cannot be read: {error}"),
+        };
+        Problem::new(StatusCode::BAD_REQUEST, detail).into()
+    })
+}
+
+/// Checks a URL given as an option, such as `--service2-url`, when the
+/// service starts: a typo should stop it at once with a clear message, not
+/// turn every request into a puzzling 502 later.
+pub fn http_url(text: &str) -> Result<String, String> {
+    let not_http = || "not an http:// URL (for example http://127.0.0.1:3003)".to_string();
+    let uri: Uri = text.parse().map_err(|_| not_http())?;
+    let port = uri.authority().and_then(|authority| authority.as_str().rsplit_once(':'));
+    let port = port.map(|(_, port)| port).filter(|port| !port.ends_with(']')); // not IPv6's
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http"), Some(_))
+            if port.is_some_and(|port| !matches!(port.parse(), Ok(1..=u16::MAX))) =>
+        {
+            Err("the port is not a number from 1 to 65535".into())
+        }
+        (Some("http"), Some(_)) => Ok(text.trim_end_matches('/').to_string()),
+        (Some("https"), _) => Err("https is not supported by the workshop's services".into()),
+        _ => Err(not_http()),
+    }
+}
+
+/// An HTTP client for calls to other services. Create one per worker
+/// thread and reuse it: it keeps connections open between calls, which is
+/// much cheaper than a new connection (and client) per request.
+pub fn http_client() -> awc::Client {
+    // No client-wide timeout: each call has its own deadline (`Upstream`).
+    awc::Client::builder().disable_timeout().finish()
+}
+
+/// A service that this one calls over HTTP: its name (for messages), where
+/// it answers, and how long a call to it may take, from connecting to the
+/// last byte of the answer. Without that deadline, one stuck service would
+/// leave every caller stuck too.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub url: String,
+    pub timeout: Duration,
+}
+
+impl Upstream {
+    /// GETs `path` from the upstream and reads its JSON answer. Every way
+    /// this can fail becomes the problem our own client should see: 502
+    /// when the upstream is down or answers badly, 504 when it is too slow.
+    pub async fn get_json(
+        &self,
+        client: &awc::Client,
+        path: &str,
+    ) -> Result<serde_json::Value, Problem> {
+        let url = format!("{}{path}", self.url);
+        let span = telemetry::client_span(&Method::GET, &self.name, &url);
+        let started = Instant::now();
+        let answered = Cell::new(None);
+        let call = async {
+            let mut request = client.get(&url);
+            // `traceparent`: the called service continues this trace.
+            telemetry::inject_trace_context(&span, request.headers_mut());
+            let mut response = request.send().await.map_err(|error| self.failed(error))?;
+            answered.set(Some(response.status()));
+            telemetry::record_status(&span, response.status());
+            if !response.status().is_success() {
+                // Pass on the upstream's own explanation, if it gave one.
+                let status = response.status();
+                let problem: Option<Value> = response.json().await.ok();
+                let detail = problem.as_ref().and_then(|problem| problem["detail"].as_str());
+                let what = match detail {
+                    Some(detail) => format!("answered {status}: {detail}"),
+                    None => format!("answered {status}"),
+                };
+                let problem = self.bad_gateway(&what);
+                let upstream_status = Some(status);
+                return Err(Problem {
+                    upstream_fault: is_failure(status),
+                    upstream_status,
+                    ..problem
+                });
+            }
+            response.json().await.map_err(|error| {
+                self.bad_gateway(&format!("answered something that is not JSON ({error})"))
+            })
+        };
+        let answer =
+            match actix_web::rt::time::timeout(self.timeout, call.instrument(span.clone())).await {
+                Ok(answer) => answer,
+                Err(_) => Err(self.too_slow()),
+            };
+        if let Err(problem) = &answer
+            && problem.upstream_fault
+        {
+            telemetry::record_failure(&span, problem);
+        }
+        let timed_out = answer.as_ref().is_err_and(|problem| problem.status == 504);
+        monitoring::record_call(&self.name, answered.get(), timed_out, started.elapsed());
+        // On the call's span, in the trace: that is where the failure was.
+        answer.inspect_err(|problem| span.in_scope(|| warn!("{}", problem.detail)))
+    }
+
+    /// The problem for a call that did not get an answer at all.
+    pub fn failed(&self, error: SendRequestError) -> Problem {
+        let what = match &error {
+            SendRequestError::Connect(ConnectError::Io(io))
+                if io.kind() == io::ErrorKind::ConnectionRefused =>
+            {
+                "refused the connection: is it running?".to_string()
+            }
+            SendRequestError::Connect(ConnectError::Resolver(_)) => {
+                "cannot be found: is the host name in its URL right?".to_string()
+            }
+            SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
+                return self.too_slow();
+            }
+            _ => format!("failed: {error}"),
+        };
+        self.bad_gateway(&what)
+    }
+
+    fn bad_gateway(&self, what: &str) -> Problem {
+        let detail = format!("{} at {} {what}", self.name, self.url);
+        Problem { upstream_fault: true, ..Problem::new(StatusCode::BAD_GATEWAY, detail) }
+    }
+
+    fn too_slow(&self) -> Problem {
+        let timeout = humantime::format_duration(self.timeout);
+        let detail = format!("{} at {} did not answer within {timeout}", self.name, self.url);
+        Problem { upstream_fault: true, ..Problem::new(StatusCode::GATEWAY_TIMEOUT, detail) }
+    }
+}

@@ -1,0 +1,328 @@
+//! The launcher. With no arguments it starts every service of the step,
+//! like `npm start` did in the Node.js workshop; with a service's name
+//! (`-- service2 --port 3013`) it runs that service alone.
+
+use std::io::{self, IsTerminal, Write};
+use std::process::{ExitCode, ExitStatus, Stdio};
+use std::time::Duration;
+
+use actix_web::http::Uri;
+use clap::{Parser, Subcommand};
+use step10_cqrs_reporting::{
+    REGISTRY_URL, accounts, demo, gateway, registry, reports, run, service1, service2,
+    shutdown_signal, users,
+};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Workshop step 10: CQRS: users and accounts take commands, a report service follows their events.
+#[derive(Parser)]
+#[command(
+    version,
+    subcommand_value_name = "SERVICE",
+    subcommand_help_heading = "Services",
+    after_help = "With no SERVICE, every service of the step starts, each as a child process;\n\
+                  Ctrl-C stops them all. `<SERVICE> --help` lists that service's options.\n\n\
+                  Traces go to OTEL_EXPORTER_OTLP_ENDPOINT (default http://127.0.0.1:4318, \
+                  Jaeger's OTLP port);\nOTEL_SDK_DISABLED=true turns them off."
+)]
+struct Cli {
+    /// Address to listen on: 127.0.0.1 is this machine only, 0.0.0.0 every network
+    #[arg(long, global = true, env = "BIND_HOST", default_value = "127.0.0.1")]
+    host: String,
+
+    /// Set by the launcher on the services it starts: stop when stdin closes.
+    #[arg(long, global = true, hide = true)]
+    supervised: bool,
+
+    #[command(subcommand)]
+    service: Option<Service>,
+}
+
+#[derive(Subcommand)]
+enum Service {
+    /// The API gateway on port 3001: /api/<service>/... to any registered service, / for all
+    Gateway(gateway::Options),
+    /// Answers what service2 answers, on port 3002, registered in the registry
+    Service1(service1::Options),
+    /// Answers {"name":"service 2"} on port 3003, registered in the registry
+    Service2(service2::Options),
+    /// The service registry on port 8500 (Consul's HTTP API); dashboard at /
+    Registry(registry::Options),
+    /// Users (commands and an event feed) on port 3005, with a database of its own
+    Users(users::Options),
+    /// Accounts (commands and an event feed) on port 3006, with a database of its own
+    Accounts(accounts::Options),
+    /// Reports on port 3007: a view of users with their balances, built from the feeds
+    Reports(reports::Options),
+    /// Not a service: plays the workshop's client scenario through the running step
+    Demo(demo::Options),
+}
+
+/// The services `cargo run` starts, in this order. The registry comes
+/// first: the others register with it, or ask it, as soon as they start.
+const SERVICES: [&str; 7] = [
+    registry::NAME,
+    service1::NAME,
+    service2::NAME,
+    users::NAME,
+    accounts::NAME,
+    reports::NAME,
+    gateway::NAME,
+];
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.service {
+        None => launch_all(&cli.host),
+        Some(Service::Gateway(options)) => run(
+            gateway::NAME,
+            &cli.host,
+            options.port,
+            cli.supervised,
+            Some(options.registration.clone()),
+            |listener| gateway::server(listener, options),
+        ),
+        Some(Service::Service1(options)) => run(
+            service1::NAME,
+            &cli.host,
+            options.port,
+            cli.supervised,
+            Some(options.registration.clone()),
+            |listener| service1::server(listener, options),
+        ),
+        Some(Service::Service2(options)) => run(
+            service2::NAME,
+            &cli.host,
+            options.port,
+            cli.supervised,
+            Some(options.registration),
+            service2::server,
+        ),
+        Some(Service::Registry(options)) => {
+            run(registry::NAME, &cli.host, options.port, cli.supervised, None, registry::server)
+        }
+        Some(Service::Users(options)) => run(
+            users::NAME,
+            &cli.host,
+            options.port,
+            cli.supervised,
+            Some(options.registration.clone()),
+            |listener| users::server(listener, options),
+        ),
+        Some(Service::Accounts(options)) => run(
+            accounts::NAME,
+            &cli.host,
+            options.port,
+            cli.supervised,
+            Some(options.registration.clone()),
+            |listener| accounts::server(listener, options),
+        ),
+        Some(Service::Reports(options)) => run(
+            reports::NAME,
+            &cli.host,
+            options.port,
+            cli.supervised,
+            Some(options.registration.clone()),
+            |listener| reports::server(listener, options),
+        ),
+        Some(Service::Demo(options)) => demo::run(options),
+    }
+}
+
+/// How long a service gets to stop by itself before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Starts every service as a child process of this same binary and prefixes
+/// each line they print with their name. They stop together: on Ctrl-C or
+/// SIGTERM (exit 0), or as soon as one of them stops on its own (exit 1),
+/// because a step that is half up only confuses.
+fn launch_all(host: &str) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the async runtime");
+    runtime.block_on(async {
+        let this_program = std::env::current_exe().expect("cannot find this program's path");
+        // The registry starts first and stops last, after the others have
+        // deregistered from it: it has a stop signal and a set of its own.
+        let (stop, _) = watch::channel(());
+        let (stop_registry, _) = watch::channel(());
+        let mut services = JoinSet::new();
+        let mut registry = JoinSet::new();
+        for (index, name) in SERVICES.into_iter().enumerate() {
+            let (set, stop) = match name {
+                registry::NAME => (&mut registry, &stop_registry),
+                _ => (&mut services, &stop),
+            };
+            let child = Command::new(&this_program)
+                .args(["--supervised", "--host", host, name])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn();
+            let started = match child {
+                Ok(child) => {
+                    set.spawn(supervise(name, prefix(name, index), child, stop.subscribe()));
+                    true
+                }
+                Err(error) => {
+                    say(&format!("cannot start {name}: {error}"));
+                    false
+                }
+            };
+            if !started || (name == registry::NAME && !registry_answers(&mut registry).await) {
+                let _ = stop.send(());
+                let _ = stop_registry.send(());
+                services.join_all().await;
+                registry.join_all().await;
+                return ExitCode::FAILURE;
+            }
+        }
+
+        let outcome = tokio::select! {
+            _ = shutdown_signal(false) => {
+                say("stopping every service");
+                ExitCode::SUCCESS
+            }
+            Some(Ok((name, status))) = services.join_next() => ended_early(name, &status),
+            Some(Ok((name, status))) = registry.join_next() => ended_early(name, &status),
+        };
+        let _ = stop.send(());
+        let mut ended = services.join_all().await;
+        let _ = stop_registry.send(());
+        ended.extend(registry.join_all().await);
+        for (name, status) in ended {
+            if !matches!(&status, Ok(status) if status.success()) {
+                say(&format!("{name} ended with {}", describe(&status)));
+            }
+        }
+        outcome
+    })
+}
+
+fn ended_early(name: &str, status: &io::Result<ExitStatus>) -> ExitCode {
+    say(&format!("{name} ended ({}) while the step ran; stopping the others", describe(status)));
+    ExitCode::FAILURE
+}
+
+/// How long the launcher waits for the registry to answer.
+const REGISTRY_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Waits until the registry accepts connections where the services will
+/// look for it (REGISTRY_URL). False, with the reason said, if it stopped
+/// or did not answer in time.
+async fn registry_answers(registry: &mut JoinSet<(&'static str, io::Result<ExitStatus>)>) -> bool {
+    let url = std::env::var("REGISTRY_URL").unwrap_or_else(|_| REGISTRY_URL.to_string());
+    let address = url
+        .parse::<Uri>()
+        .ok()
+        .and_then(|uri| Some(format!("{}:{}", uri.host()?, uri.port_u16().unwrap_or(80))))
+        .unwrap_or_default();
+    let answering = async {
+        while tokio::net::TcpStream::connect(&address).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::select! {
+        answered = tokio::time::timeout(REGISTRY_PATIENCE, answering) => {
+            if answered.is_err() {
+                say(&format!(
+                    "the registry did not answer at {url} within {REGISTRY_PATIENCE:?}; \
+                     if it listens elsewhere, set REGISTRY_URL to match"
+                ));
+            }
+            answered.is_ok()
+        }
+        Some(Ok((name, status))) = registry.join_next() => {
+            ended_early(name, &status);
+            false
+        }
+    }
+}
+
+/// Watches over one service: forwards its output line by line under its
+/// prefix, and stops it when told to by closing its stdin (see
+/// `shutdown_signal`), killing it if it has not stopped after `STOP_GRACE`.
+async fn supervise(
+    name: &'static str,
+    prefix: String,
+    mut child: Child,
+    mut stop: watch::Receiver<()>,
+) -> (&'static str, io::Result<ExitStatus>) {
+    let stdout = tokio::spawn(forward(child.stdout.take(), prefix.clone(), Stream::Stdout));
+    let stderr = tokio::spawn(forward(child.stderr.take(), prefix, Stream::Stderr));
+    let stdin = child.stdin.take();
+
+    let ended_by_itself = tokio::select! {
+        status = child.wait() => Some(status),
+        _ = stop.changed() => None,
+    };
+    let status = match ended_by_itself {
+        Some(status) => status,
+        None => {
+            drop(stdin);
+            match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+                Ok(status) => status,
+                Err(_) => {
+                    say(&format!("{name} did not stop within {STOP_GRACE:?}; killing it"));
+                    let _ = child.kill().await;
+                    child.wait().await
+                }
+            }
+        }
+    };
+    // Print everything the service said before it ended.
+    let _ = tokio::join!(stdout, stderr);
+    (name, status)
+}
+
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Copies a child's output to ours, line by line, each under its prefix.
+async fn forward(from: Option<impl AsyncRead + Unpin>, prefix: String, to: Stream) {
+    let Some(from) = from else { return };
+    let mut from = BufReader::new(from);
+    let mut line = Vec::new();
+    while matches!(from.read_until(b'\n', &mut line).await, Ok(read) if read > 0) {
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end();
+        // Output going nowhere (a closed pipe) is no reason to stop a service.
+        let _ = match to {
+            Stream::Stdout => writeln!(io::stdout().lock(), "{prefix} {text}"),
+            Stream::Stderr => writeln!(io::stderr().lock(), "{prefix} {text}"),
+        };
+        line.clear();
+    }
+}
+
+/// `service1 |`, padded so that every service's lines line up, and coloured
+/// when a person is watching (and has not asked for NO_COLOR).
+fn prefix(name: &str, index: usize) -> String {
+    const COLOURS: [&str; 5] = ["36", "35", "33", "32", "34"];
+    let width = SERVICES.iter().map(|name| name.len()).max().unwrap_or(0);
+    let label = format!("{name:width$} |");
+    if io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+        format!("\x1b[{}m{label}\x1b[0m", COLOURS[index % COLOURS.len()])
+    } else {
+        label
+    }
+}
+
+/// The launcher's own messages, under its own prefix.
+fn say(message: &str) {
+    let _ = writeln!(io::stderr().lock(), "launcher | {message}");
+}
+
+fn describe(status: &io::Result<ExitStatus>) -> String {
+    match status {
+        Ok(status) => status.to_string(),
+        Err(error) => format!("an error while waiting for it: {error}"),
+    }
+}

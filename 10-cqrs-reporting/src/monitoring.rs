@@ -1,0 +1,196 @@
+//! Monitoring with Prometheus. Every service counts what it does (requests
+//! it answers, calls it makes, its circuit breakers, its process) and serves
+//! the numbers at `GET /metrics`, as text in Prometheus's format.
+//! Prometheus finds the services through the registry, scrapes each one
+//! every few seconds, keeps the history, and evaluates the alerts; Grafana
+//! draws it (see `prometheus/` in this step).
+//!
+//! The names follow Prometheus's conventions: the unit in the name
+//! (`_seconds`, `_bytes`), `_total` at the end of a counter. Every label
+//! takes few values (a route's pattern, never its path; a status code, a
+//! method), because each combination of labels is a series of its own that
+//! Prometheus keeps: a label with endless values would swamp it.
+//!
+//! No `service` label: Prometheus adds it to every series it scrapes, from
+//! what the registry says of the instance (`prometheus/prometheus.yml`). The
+//! registry's own metrics name the services they count `service_name`, so as
+//! not to clash with it.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Histogram buckets for durations, in seconds: fine below 10 ms, where
+/// these services answer; every 50 ms or so up to 300 ms, where service1's
+/// random delay spreads them; and up to the calls' 2 s timeouts.
+const DURATION_BUCKETS: [f64; 14] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5, 1.0, 2.5];
+
+/// What the metrics are kept in: one recorder per process, made the first
+/// time a service starts.
+struct Recorder {
+    prometheus: PrometheusHandle,
+    /// CPU, memory, open files and start time of the process, read from
+    /// the operating system at each scrape.
+    process: metrics_process::Collector,
+}
+
+fn recorder() -> &'static Recorder {
+    static RECORDER: OnceLock<Recorder> = OnceLock::new();
+    RECORDER.get_or_init(|| {
+        let prometheus = PrometheusBuilder::new()
+            // Histograms, not summaries: Prometheus can add histograms of
+            // several instances up, and compute any percentile from them.
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &DURATION_BUCKETS)
+            .expect("the buckets are not empty")
+            .install_recorder()
+            .expect("nothing else records metrics in this process");
+        let process = metrics_process::Collector::default();
+        process.describe();
+        describe();
+        Recorder { prometheus, process }
+    })
+}
+
+/// The `# HELP` line of each metric: what it counts, in words.
+fn describe() {
+    describe_counter!("http_requests_total", "Requests answered, by method, route and status.");
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "Time from a request's arrival to its answer, by method and route."
+    );
+    describe_counter!(
+        "upstream_requests_total",
+        "Calls to other services, by the service called and how they ended: the class of \
+         the status answered (2xx, 4xx, 5xx), no_answer or timeout."
+    );
+    describe_histogram!(
+        "upstream_request_duration_seconds",
+        Unit::Seconds,
+        "Time a call to another service took, until its answer or its failure."
+    );
+    describe_gauge!(
+        "circuit_breaker_state",
+        "1 for the state each circuit is in (closed, half_open, open), 0 for the others."
+    );
+    describe_counter!(
+        "circuit_breaker_transitions_total",
+        "Changes of state of each circuit, by the state it went to."
+    );
+    describe_gauge!(
+        "registry_instances",
+        "Instances registered, by the name of their service and the status of their health \
+         checks."
+    );
+    describe_counter!(
+        "registry_checks_total",
+        "Health checks the registry ran, by the name of the service checked and the status \
+         they found."
+    );
+}
+
+/// Makes sure the metrics are recorded from the start: anything recorded
+/// before the recorder exists is lost.
+pub fn init() {
+    recorder();
+}
+
+/// `GET /metrics`: every metric of this process, in Prometheus's text format.
+pub async fn metrics_page() -> HttpResponse {
+    let recorder = recorder();
+    recorder.process.collect();
+    // Keeps the histograms from growing between scrapes.
+    recorder.prometheus.run_upkeep();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(recorder.prometheus.render())
+}
+
+/// The route of a request that actix matched no pattern for, set by the
+/// handler that serves it (the gateway's `/api/<service>/…`).
+pub struct Route(pub &'static str);
+
+/// Middleware: counts every request and times it, by method, route and
+/// status.
+pub async fn count_requests(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let method = method_label(request.method());
+    let answer = next.call(request).await;
+    let (status, route) = match &answer {
+        Ok(response) => (response.status(), route_label(response.request())),
+        Err(error) => (error.as_response_error().status_code(), "unmatched".to_string()),
+    };
+    let took = started.elapsed().as_secs_f64();
+    counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status.as_str().to_string())
+        .increment(1);
+    histogram!("http_request_duration_seconds", "method" => method, "route" => route).record(took);
+    answer
+}
+
+/// A client may send any method at all: only the standard ones are labels.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// The route's pattern (`/{any:.*}`, `/v1/health/service/{service}`), never
+/// the path itself: a path can take endless values, a pattern cannot.
+fn route_label(request: &HttpRequest) -> String {
+    if let Some(Route(route)) = request.extensions().get::<Route>() {
+        return route.to_string();
+    }
+    request.match_pattern().unwrap_or_else(|| "unmatched".to_string())
+}
+
+/// Records a call to another service: how it ended and how long it took.
+/// `answered` is the status it answered, if it answered at all.
+pub fn record_call(upstream: &str, answered: Option<StatusCode>, timed_out: bool, took: Duration) {
+    let outcome = match answered {
+        Some(status) if status.is_success() => "2xx",
+        Some(status) if status.is_redirection() => "3xx",
+        Some(status) if status.is_client_error() => "4xx",
+        Some(_) => "5xx",
+        None if timed_out => "timeout",
+        None => "no_answer",
+    };
+    let upstream = upstream.to_string();
+    counter!("upstream_requests_total", "upstream" => upstream.clone(), "outcome" => outcome)
+        .increment(1);
+    histogram!("upstream_request_duration_seconds", "upstream" => upstream)
+        .record(took.as_secs_f64());
+}
+
+/// The circuit for `upstream` is now in `state` (`closed`, `half_open` or
+/// `open`); it was in `before`.
+pub fn record_circuit(upstream: &str, state: &'static str, before: Option<&'static str>) {
+    for each in ["closed", "half_open", "open"] {
+        let value = if each == state { 1.0 } else { 0.0 };
+        gauge!("circuit_breaker_state", "upstream" => upstream.to_string(), "state" => each)
+            .set(value);
+    }
+    if before.is_some_and(|before| before != state) {
+        counter!("circuit_breaker_transitions_total", "upstream" => upstream.to_string(), "to" => state)
+            .increment(1);
+    }
+}

@@ -1,0 +1,1060 @@
+//! registry: the phone book of the system. Services register themselves
+//! (name, address, port) with a health check, keep that check passing while
+//! they live, and deregister when they stop; clients ask the registry for
+//! the passing instances of a service instead of knowing addresses.
+//!
+//! It speaks the part of Consul's HTTP API that services and tools use, so
+//! what works against it works against a real Consul agent, and Consul's
+//! clients work against it. For Prometheus it also serves every instance as
+//! HTTP service discovery targets. Like Consul, it answers errors in plain text,
+//! not problem+json: Consul's clients expect that. Its state is in memory:
+//! a restarted registry starts empty, and services register again within
+//! seconds.
+//!
+//! It checks the health of what is registered: a TTL check turns critical
+//! when the instance stops reporting, and for an HTTP check the registry
+//! calls the instance's health endpoint at every interval itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix_web::dev::Server;
+use actix_web::error::InternalError;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::web::{self, Bytes};
+use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder};
+use metrics::{counter, gauge};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::HealthOverride;
+
+pub const NAME: &str = "registry";
+
+/// The registry's options; each can also be set in the environment.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Options {
+    /// Port to listen on (8500 is Consul's: a real Consul agent can stand in)
+    #[arg(long, env = "REGISTRY_PORT", default_value_t = 8500)]
+    pub port: u16,
+}
+
+/// How often the registry looks for TTLs that ran out and for instances
+/// critical for too long.
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
+/// The longest a blocking query may wait, and how long it waits by default.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+
+/// The registry is one Consul "node" in one datacenter.
+const NODE: &str = "workshop";
+const DATACENTER: &str = "dc1";
+
+pub fn server(listener: TcpListener) -> io::Result<Server> {
+    // Prometheus scrapes the registry too: it lists itself among the targets.
+    let mut itself = listener.local_addr()?;
+    if itself.ip().is_unspecified() {
+        itself.set_ip([127, 0, 0, 1].into());
+    }
+    let itself = web::Data::new(Itself(itself));
+    let registry = web::Data::new(Registry::new());
+    actix_web::rt::spawn(sweep(registry.clone().into_inner()));
+    crate::serve(listener, move |routes| {
+        routes
+            .app_data(registry.clone())
+            .app_data(itself.clone())
+            .service(get("/", dashboard))
+            .service(get("/healthz", healthz))
+            .service(put("/v1/agent/service/register", register))
+            .service(put("/v1/agent/service/deregister/{id}", deregister))
+            .service(put("/v1/agent/check/update/{check_id}", update_check))
+            .service(put("/v1/agent/check/{status}/{check_id}", set_check))
+            .service(get("/v1/agent/services", agent_services))
+            .service(get("/v1/agent/self", agent_self))
+            .service(get("/v1/health/service/{name}", health))
+            .service(get("/v1/catalog/services", catalog_services))
+            .service(get("/v1/catalog/service/{name}", catalog_service))
+            .service(get("/prometheus/targets", prometheus_targets))
+            .default_service(web::to(|request: HttpRequest| async move {
+                plain(StatusCode::NOT_FOUND, format!("no such endpoint: {}", request.path()))
+            }));
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The state: instances and their checks, and an index that counts changes.
+// ---------------------------------------------------------------------------
+
+struct Registry {
+    state: Mutex<State>,
+    /// The index after every change, for blocking queries to wait on.
+    changes: watch::Sender<u64>,
+}
+
+struct State {
+    /// Consul's `X-Consul-Index`: a number that grows with every change a
+    /// reader could see, so that a client can ask "anything newer than N?".
+    index: u64,
+    instances: BTreeMap<String, Instance>,
+    /// The (service, status) pairs last given to Prometheus.
+    counted: BTreeSet<(String, &'static str)>,
+}
+
+/// The registry's own address, for Prometheus.
+struct Itself(SocketAddr);
+
+#[derive(Clone)]
+struct Instance {
+    id: String,
+    name: String,
+    address: String,
+    port: u16,
+    tags: Vec<String>,
+    meta: BTreeMap<String, String>,
+    checks: Vec<Check>,
+    create_index: u64,
+    modify_index: u64,
+}
+
+#[derive(Clone)]
+struct Check {
+    id: String,
+    name: String,
+    status: Status,
+    output: String,
+    probe: Probe,
+    /// When the check last learned the instance's status.
+    last_checked: Option<SystemTime>,
+    /// Remove the instance once this check has been critical this long.
+    deregister_after: Option<Duration>,
+    critical_since: Option<Instant>,
+}
+
+/// How a check learns the instance's health.
+#[derive(Clone)]
+enum Probe {
+    /// The instance reports (a heartbeat) within `ttl`, or turns critical.
+    Ttl { ttl: Duration, deadline: Instant },
+    /// The registry calls `url` every `interval` and waits `timeout` for the
+    /// answer: the instance need not do anything but answer.
+    Http { url: String, interval: Duration, timeout: Duration, next_run: Instant, running: bool },
+}
+
+impl Probe {
+    fn new(definition: &ProbeDefinition, now: Instant) -> Probe {
+        match definition.clone() {
+            ProbeDefinition::Ttl(ttl) => Probe::Ttl { ttl, deadline: now + ttl },
+            ProbeDefinition::Http { url, interval, timeout } => {
+                Probe::Http { url, interval, timeout, next_run: now, running: false }
+            }
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Probe::Ttl { .. } => "ttl",
+            Probe::Http { .. } => "http",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    Passing,
+    Warning,
+    Critical,
+}
+
+impl Status {
+    fn parse(text: &str) -> Option<Status> {
+        serde_json::from_value(Value::String(text.to_string())).ok()
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Passing => "passing",
+            Status::Warning => "warning",
+            Status::Critical => "critical",
+        }
+    }
+}
+
+impl Registry {
+    fn new() -> Registry {
+        // Seeded from the clock, so that a restarted registry never hands
+        // out an index a client saw before the restart.
+        let index =
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |t| t.as_millis() as u64);
+        Registry {
+            state: Mutex::new(State {
+                index,
+                instances: BTreeMap::new(),
+                counted: BTreeSet::new(),
+            }),
+            changes: watch::channel(index).0,
+        }
+    }
+
+    fn read<R>(&self, look: impl FnOnce(&State) -> R) -> R {
+        look(&self.state.lock().expect("registry state"))
+    }
+
+    /// Changes the state; if the change bumped the index, wakes every
+    /// blocking query.
+    fn write<R>(&self, change: impl FnOnce(&mut State) -> R) -> R {
+        let mut state = self.state.lock().expect("registry state");
+        let before = state.index;
+        let result = change(&mut state);
+        if state.index != before {
+            self.changes.send_replace(state.index);
+            state.count_instances();
+        }
+        result
+    }
+}
+
+impl State {
+    /// Tells Prometheus how many instances of each service are in each
+    /// status (`registry_instances`). A pair with none left is set to 0,
+    /// not left at its last count.
+    fn count_instances(&mut self) {
+        let mut counts: BTreeMap<(String, &'static str), u32> = BTreeMap::new();
+        for instance in self.instances.values() {
+            *counts.entry((instance.name.clone(), instance.status().as_str())).or_default() += 1;
+        }
+        for (service, status) in self.counted.iter().filter(|pair| !counts.contains_key(*pair)) {
+            gauge!("registry_instances", "service_name" => service.clone(), "status" => *status)
+                .set(0);
+        }
+        for ((service, status), count) in &counts {
+            gauge!("registry_instances", "service_name" => service.clone(), "status" => *status)
+                .set(*count);
+        }
+        self.counted = counts.into_keys().collect();
+    }
+
+    fn bump(&mut self) -> u64 {
+        self.index += 1;
+        self.index
+    }
+
+    fn register(&mut self, registration: Registration) {
+        let index = self.bump();
+        let now = Instant::now();
+        let previous = self.instances.remove(&registration.id);
+        // Checks already known keep their status: an instance that
+        // registers again must not turn critical because of it.
+        let checks = registration
+            .checks
+            .into_iter()
+            .map(|definition| {
+                let known = previous.iter().flat_map(|p| &p.checks).find(|c| c.id == definition.id);
+                let status = known.map_or(definition.status, |check| check.status);
+                Check {
+                    critical_since: known
+                        .map_or((status == Status::Critical).then_some(now), |check| {
+                            check.critical_since
+                        }),
+                    output: known.map(|check| check.output.clone()).unwrap_or_default(),
+                    last_checked: known.and_then(|check| check.last_checked),
+                    probe: Probe::new(&definition.probe, now),
+                    id: definition.id,
+                    name: definition.name,
+                    status,
+                    deregister_after: definition.deregister_after,
+                }
+            })
+            .collect();
+        if previous.is_none() {
+            info!("{} registered as {}", registration.id, registration.name);
+        }
+        self.instances.insert(
+            registration.id.clone(),
+            Instance {
+                id: registration.id,
+                name: registration.name,
+                address: registration.address,
+                port: registration.port,
+                tags: registration.tags,
+                meta: registration.meta,
+                checks,
+                create_index: previous.map_or(index, |p| p.create_index),
+                modify_index: index,
+            },
+        );
+    }
+
+    fn check_mut(&mut self, check_id: &str) -> Option<(&mut Check, &mut u64)> {
+        self.instances.values_mut().find_map(|instance| {
+            let check = instance.checks.iter_mut().find(|check| check.id == check_id)?;
+            Some((check, &mut instance.modify_index))
+        })
+    }
+
+    /// A TTL check's heartbeat: a status report that also restarts the TTL.
+    fn report(&mut self, check_id: &str, status: Status, output: String) -> Reported {
+        let Some((check, _)) = self.check_mut(check_id) else { return Reported::UnknownCheck };
+        let Probe::Ttl { ttl, deadline } = &mut check.probe else { return Reported::NotTtl };
+        *deadline = Instant::now() + *ttl;
+        check.last_checked = Some(SystemTime::now());
+        self.set_status(check_id, status, output);
+        Reported::Done
+    }
+
+    /// The result of an HTTP check that the registry ran.
+    fn checked(&mut self, check_id: &str, status: Status, output: String) {
+        let Some((check, _)) = self.check_mut(check_id) else { return }; // deregistered meanwhile
+        if let Probe::Http { running, .. } = &mut check.probe {
+            *running = false;
+        }
+        check.last_checked = Some(SystemTime::now());
+        self.set_status(check_id, status, output);
+    }
+
+    /// Changes a check's status and output; a change a reader can see, so
+    /// it bumps the index.
+    fn set_status(&mut self, check_id: &str, status: Status, output: String) {
+        let next_index = self.index + 1;
+        let Some((check, modify_index)) = self.check_mut(check_id) else { return };
+        if check.status == status && check.output == output {
+            return;
+        }
+        if check.status != status {
+            info!("check {check_id} is now {}", status.as_str());
+        }
+        check.critical_since = match status {
+            Status::Critical => check.critical_since.or(Some(Instant::now())),
+            _ => None,
+        };
+        check.status = status;
+        check.output = output;
+        *modify_index = next_index;
+        self.bump();
+    }
+
+    /// Turns checks whose TTL ran out critical, removes instances that
+    /// have been critical for longer than they asked to be kept, and
+    /// returns the HTTP checks due to run.
+    fn sweep(&mut self, now: Instant) -> Vec<DueCheck> {
+        let mut expired = Vec::new();
+        let mut dead = Vec::new();
+        let mut due = Vec::new();
+        for instance in self.instances.values_mut() {
+            for check in &mut instance.checks {
+                match &mut check.probe {
+                    Probe::Ttl { deadline, .. }
+                        if check.status != Status::Critical && now >= *deadline =>
+                    {
+                        expired.push(check.id.clone());
+                    }
+                    Probe::Http { url, interval, timeout, next_run, running }
+                        if !*running && now >= *next_run =>
+                    {
+                        *running = true;
+                        *next_run = now + *interval;
+                        due.push(DueCheck {
+                            service: instance.name.clone(),
+                            check_id: check.id.clone(),
+                            url: url.clone(),
+                            timeout: *timeout,
+                        });
+                    }
+                    _ => {}
+                }
+                let critical_for = check.critical_since.map(|since| now.duration_since(since));
+                if let (Some(critical_for), Some(limit)) = (critical_for, check.deregister_after)
+                    && critical_for > limit
+                {
+                    dead.push((instance.id.clone(), limit));
+                }
+            }
+        }
+        for check_id in expired {
+            let last_output = self.check_mut(&check_id).map(|(check, _)| check.output.clone());
+            let output = match last_output.as_deref() {
+                Some("") | None => "TTL expired".to_string(),
+                Some(last) => format!("TTL expired (last output: {last})"),
+            };
+            self.set_status(&check_id, Status::Critical, output);
+        }
+        for (id, limit) in dead {
+            if self.instances.remove(&id).is_some() {
+                info!(
+                    "{id} deregistered: critical for longer than {}",
+                    humantime::format_duration(limit)
+                );
+                self.bump();
+            }
+        }
+        due
+    }
+
+    /// The instances of a service that have every tag asked for, by ID.
+    fn instances_of<'a>(
+        &'a self,
+        name: &'a str,
+        tags: &'a [String],
+    ) -> impl Iterator<Item = &'a Instance> {
+        self.instances.values().filter(move |instance| {
+            instance.name == name && tags.iter().all(|t| instance.tags.contains(t))
+        })
+    }
+}
+
+impl Instance {
+    fn status(&self) -> Status {
+        self.checks
+            .iter()
+            .map(|check| check.status)
+            .max_by_key(|status| *status as u8)
+            .unwrap_or(Status::Passing)
+    }
+}
+
+async fn sweep(registry: Arc<Registry>) {
+    let client = crate::http_client();
+    let mut ticks = actix_web::rt::time::interval(SWEEP_EVERY);
+    loop {
+        ticks.tick().await;
+        for due in registry.write(|state| state.sweep(Instant::now())) {
+            actix_web::rt::spawn(run_http_check(registry.clone(), client.clone(), due));
+        }
+    }
+}
+
+/// An HTTP check due to run.
+struct DueCheck {
+    service: String,
+    check_id: String,
+    url: String,
+    timeout: Duration,
+}
+
+/// Calls an instance's health endpoint as Consul does: 2xx is passing, 429
+/// warning, anything else critical, and so are no answer and one too late.
+/// The output says what came back, so that the dashboard can show why.
+async fn run_http_check(registry: Arc<Registry>, client: awc::Client, due: DueCheck) {
+    let call = async {
+        let request = client
+            .get(&due.url)
+            .insert_header(("Accept", "text/plain, text/*, */*"))
+            .insert_header(("User-Agent", "Consul Health Check"));
+        let mut response = request.send().await.map_err(|error| error.to_string())?;
+        let body = response.body().limit(64 * 1024).await.unwrap_or_default();
+        let body: String = String::from_utf8_lossy(&body).chars().take(4096).collect();
+        Ok::<_, String>((response.status(), body))
+    };
+    let (status, output) = match actix_web::rt::time::timeout(due.timeout, call).await {
+        Ok(Ok((code, body))) => {
+            let status = match code {
+                code if code.is_success() => Status::Passing,
+                StatusCode::TOO_MANY_REQUESTS => Status::Warning,
+                _ => Status::Critical,
+            };
+            (status, format!("HTTP GET {}: {code} Output: {body}", due.url))
+        }
+        Ok(Err(error)) => (Status::Critical, format!("HTTP GET {}: {error}", due.url)),
+        Err(_) => {
+            let timeout = humantime::format_duration(due.timeout);
+            (Status::Critical, format!("HTTP GET {}: no answer within {timeout}", due.url))
+        }
+    };
+    counter!("registry_checks_total", "service_name" => due.service, "status" => status.as_str())
+        .increment(1);
+    registry.write(|state| state.checked(&due.check_id, status, output));
+}
+
+// ---------------------------------------------------------------------------
+// Writes: register, deregister, check reports. PUT only, as in Consul.
+// ---------------------------------------------------------------------------
+
+/// A registration as Consul takes it, keys matched whatever their case.
+struct Registration {
+    id: String,
+    name: String,
+    address: String,
+    port: u16,
+    tags: Vec<String>,
+    meta: BTreeMap<String, String>,
+    checks: Vec<CheckDefinition>,
+}
+
+struct CheckDefinition {
+    id: String,
+    name: String,
+    status: Status,
+    probe: ProbeDefinition,
+    deregister_after: Option<Duration>,
+}
+
+#[derive(Clone)]
+enum ProbeDefinition {
+    Ttl(Duration),
+    Http { url: String, interval: Duration, timeout: Duration },
+}
+
+/// How long an HTTP check waits for an answer when the registration does
+/// not say (Consul's default).
+const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The body of a registration, its keys folded (see `fold_keys`).
+#[derive(Deserialize)]
+struct RegistrationBody {
+    name: Option<String>,
+    id: Option<String>,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    port: u16,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    meta: BTreeMap<String, String>,
+    check: Option<CheckBody>,
+    #[serde(default)]
+    checks: Vec<CheckBody>,
+}
+
+#[derive(Deserialize)]
+struct CheckBody {
+    checkid: Option<String>,
+    name: Option<String>,
+    status: Option<String>,
+    ttl: Option<Value>,
+    interval: Option<Value>,
+    http: Option<String>,
+    timeout: Option<Value>,
+    deregistercriticalserviceafter: Option<Value>,
+}
+
+async fn register(registry: web::Data<Registry>, body: Bytes) -> HttpResponse {
+    match parse_registration(&body) {
+        Ok(registration) => {
+            registry.write(|state| state.register(registration));
+            HttpResponse::Ok().finish()
+        }
+        Err(message) => plain(StatusCode::BAD_REQUEST, message),
+    }
+}
+
+fn parse_registration(body: &[u8]) -> Result<Registration, String> {
+    let decode_failed = |error: serde_json::Error| format!("Request decode failed: {error}");
+    let body: Value = serde_json::from_slice(body).map_err(decode_failed)?;
+    let body: RegistrationBody = serde_json::from_value(fold_keys(body)).map_err(decode_failed)?;
+
+    let name = body.name.filter(|name| !name.is_empty()).ok_or("Missing service name")?;
+    if body.address == "0.0.0.0" || body.address == "::" || body.address == "[::]" {
+        return Err("Invalid service address".to_string());
+    }
+    let id = body.id.filter(|id| !id.is_empty()).unwrap_or_else(|| name.clone());
+    let definitions: Vec<CheckBody> = body.check.into_iter().chain(body.checks).collect();
+    let several = definitions.len() > 1;
+    let mut checks = Vec::new();
+    for (number, definition) in (1..).zip(definitions) {
+        let positive = |value: &Option<Value>| match value.as_ref().map(go_duration).transpose() {
+            Ok(duration) => Ok(duration.filter(|duration| !duration.is_zero())),
+            Err(message) => Err(message),
+        };
+        let probe = match (&definition.ttl, definition.http, &definition.interval) {
+            (Some(_), _, Some(_)) => {
+                return Err("Invalid check: Interval and TTL cannot both be specified".to_string());
+            }
+            (Some(_), None, None) => ProbeDefinition::Ttl(
+                positive(&definition.ttl)?
+                    .ok_or("Invalid check: TTL must be > 0 for TTL checks")?,
+            ),
+            (None, Some(url), _) => ProbeDefinition::Http {
+                url,
+                interval: positive(&definition.interval)?
+                    .ok_or("Invalid check: Interval must be > 0 for HTTP checks")?,
+                timeout: positive(&definition.timeout)?.unwrap_or(DEFAULT_CHECK_TIMEOUT),
+            },
+            _ => {
+                return Err(
+                    "Invalid check: give it a TTL, or an HTTP URL and an Interval".to_string()
+                );
+            }
+        };
+        let status = match definition.status.as_deref() {
+            None | Some("") => Status::Critical,
+            Some(text) => Status::parse(text).ok_or(format!("Invalid check status: '{text}'"))?,
+        };
+        let default_id =
+            if several { format!("service:{id}:{number}") } else { format!("service:{id}") };
+        checks.push(CheckDefinition {
+            id: definition.checkid.filter(|id| !id.is_empty()).unwrap_or(default_id),
+            name: definition.name.unwrap_or_else(|| format!("Service '{name}' check")),
+            status,
+            probe,
+            deregister_after: definition
+                .deregistercriticalserviceafter
+                .as_ref()
+                .map(go_duration)
+                .transpose()?,
+        });
+    }
+    Ok(Registration {
+        id,
+        name,
+        address: body.address,
+        port: body.port,
+        tags: body.tags,
+        meta: body.meta,
+        checks,
+    })
+}
+
+/// Consul's clients write keys in any case ("Name", "name") and sometimes
+/// in snake_case ("deregister_critical_service_after"): fold the keys of a
+/// registration and of its checks to one form, lowercase without
+/// underscores. (Not those of Meta: they are the service's own data.)
+fn fold_keys(value: Value) -> Value {
+    let Value::Object(fields) = value else { return value };
+    let folded = fields.into_iter().map(|(key, value)| {
+        let key = key.to_lowercase().replace('_', "");
+        let value = match (key.as_str(), value) {
+            ("check", check) => fold_keys(check),
+            ("checks", Value::Array(checks)) => {
+                Value::Array(checks.into_iter().map(fold_keys).collect())
+            }
+            (_, value) => value,
+        };
+        (key, value)
+    });
+    Value::Object(folded.collect())
+}
+
+/// A Go duration as Consul takes it: a string ("10s", "1m30s", "500ms") or
+/// a number of nanoseconds.
+fn go_duration(value: &Value) -> Result<Duration, String> {
+    match value {
+        Value::String(text) => humantime::parse_duration(text)
+            .map_err(|error| format!("Invalid duration '{text}': {error}")),
+        Value::Number(nanoseconds) => nanoseconds
+            .as_u64()
+            .map(Duration::from_nanos)
+            .ok_or(format!("Invalid duration {nanoseconds}")),
+        other => Err(format!("Invalid duration {other}")),
+    }
+}
+
+async fn deregister(registry: web::Data<Registry>, id: web::Path<String>) -> HttpResponse {
+    let removed = registry.write(|state| {
+        let removed = state.instances.remove(id.as_str()).is_some();
+        if removed {
+            state.bump();
+        }
+        removed
+    });
+    if removed {
+        info!("{id} deregistered");
+        HttpResponse::Ok().finish()
+    } else {
+        let message = format!(
+            "Unknown service ID \"{id}\". Ensure that the service ID is passed, not the service name."
+        );
+        plain(StatusCode::NOT_FOUND, message)
+    }
+}
+
+#[derive(Deserialize)]
+struct Note {
+    note: Option<String>,
+}
+
+/// `PUT /v1/agent/check/pass/:id` (and warn, fail): a TTL check's heartbeat.
+async fn set_check(
+    registry: web::Data<Registry>,
+    path: web::Path<(String, String)>,
+    note: web::Query<Note>,
+) -> HttpResponse {
+    let (status, check_id) = path.into_inner();
+    let status = match status.as_str() {
+        "pass" => Status::Passing,
+        "warn" => Status::Warning,
+        "fail" => Status::Critical,
+        _ => return plain(StatusCode::NOT_FOUND, format!("no such endpoint: check/{status}")),
+    };
+    report(&registry, &check_id, status, note.into_inner().note.unwrap_or_default())
+}
+
+/// `PUT /v1/agent/check/update/:id` with `{"Status": …, "Output": …}`.
+async fn update_check(
+    registry: web::Data<Registry>,
+    check_id: web::Path<String>,
+    body: Bytes,
+) -> HttpResponse {
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(body) => fold_keys(body),
+        Err(error) => {
+            return plain(StatusCode::BAD_REQUEST, format!("Request decode failed: {error}"));
+        }
+    };
+    let text = body["status"].as_str().unwrap_or_default();
+    let Some(status) = Status::parse(text) else {
+        return plain(StatusCode::BAD_REQUEST, format!("Invalid check status: '{text}'"));
+    };
+    let output = body["output"].as_str().unwrap_or_default().to_string();
+    report(&registry, &check_id, status, output)
+}
+
+/// What came of a status report.
+enum Reported {
+    Done,
+    UnknownCheck,
+    /// Only TTL checks take reports: the registry runs HTTP checks itself.
+    NotTtl,
+}
+
+fn report(registry: &Registry, check_id: &str, status: Status, output: String) -> HttpResponse {
+    match registry.write(|state| state.report(check_id, status, output)) {
+        Reported::Done => HttpResponse::Ok().finish(),
+        Reported::UnknownCheck => plain(
+            StatusCode::NOT_FOUND,
+            format!(
+                "Unknown check ID \"{check_id}\". Ensure that the check ID is passed, not the check name."
+            ),
+        ),
+        Reported::NotTtl => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("CheckID \"{check_id}\" does not have associated TTL"),
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reads: health, catalog, agent. Health and catalog reads carry
+// X-Consul-Index and can block until something changes.
+// ---------------------------------------------------------------------------
+
+/// The query parameters of a read: `?passing`, `?tag=a&tag=b`, and the
+/// blocking pair `?index=N&wait=30s`.
+struct ReadQuery {
+    passing: bool,
+    tags: Vec<String>,
+    index: Option<u64>,
+    wait: Duration,
+}
+
+/// Read from the query string of every read; a bad value is a 400.
+impl FromRequest for ReadQuery {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<ReadQuery, actix_web::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(ReadQuery::parse(request.query_string()).map_err(|message| {
+            InternalError::from_response(message.clone(), plain(StatusCode::BAD_REQUEST, message))
+                .into()
+        }))
+    }
+}
+
+impl ReadQuery {
+    fn parse(query_string: &str) -> Result<ReadQuery, String> {
+        let pairs = web::Query::<Vec<(String, String)>>::from_query(query_string)
+            .map_err(|error| format!("Invalid query: {error}"))?;
+        let mut query =
+            ReadQuery { passing: false, tags: Vec::new(), index: None, wait: DEFAULT_WAIT };
+        for (key, value) in pairs.into_inner() {
+            match key.as_str() {
+                // As Go's ParseBool reads it; a bare `?passing` means yes.
+                "passing" => {
+                    query.passing = match value.as_str() {
+                        "" | "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
+                        "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
+                        _ => return Err(format!("Invalid value for ?passing: '{value}'")),
+                    }
+                }
+                "tag" => query.tags.push(value),
+                "index" => {
+                    query.index =
+                        Some(value.parse().map_err(|_| format!("Invalid index: '{value}'"))?)
+                }
+                "wait" => {
+                    let wait = humantime::parse_duration(&value)
+                        .map_err(|_| format!("Invalid wait time: '{value}'"))?;
+                    query.wait = wait.min(MAX_WAIT);
+                }
+                _ => {}
+            }
+        }
+        Ok(query)
+    }
+}
+
+/// A blocking query: with `?index=N`, answers only once the index has moved
+/// past N, or when `wait` runs out, whichever comes first. Clients use it
+/// to watch the registry without asking again and again.
+async fn wait_for_change(registry: &Registry, query: &ReadQuery) {
+    let Some(seen) = query.index.filter(|&index| index > 0) else { return };
+    let mut changes = registry.changes.subscribe();
+    let _ = actix_web::rt::time::timeout(query.wait, changes.wait_for(|&index| index > seen)).await;
+}
+
+/// A JSON answer with the index it reflects.
+fn indexed(index: u64, body: impl Serialize) -> HttpResponse {
+    HttpResponse::Ok().insert_header(("X-Consul-Index", index.to_string())).json(body)
+}
+
+/// `GET /v1/health/service/:name`: the instances of a service with their
+/// checks; with `?passing`, only those whose every check passes.
+async fn health(
+    registry: web::Data<Registry>,
+    name: web::Path<String>,
+    query: ReadQuery,
+) -> HttpResponse {
+    wait_for_change(&registry, &query).await;
+    registry.read(|state| {
+        let entries: Vec<Value> = state
+            .instances_of(&name, &query.tags)
+            .filter(|instance| {
+                !query.passing || instance.checks.iter().all(|c| c.status == Status::Passing)
+            })
+            .map(|instance| {
+                json!({
+                    "Node": node(),
+                    "Service": {
+                        "ID": instance.id,
+                        "Service": instance.name,
+                        "Tags": instance.tags,
+                        "Address": instance.address,
+                        "Meta": instance.meta,
+                        "Port": instance.port,
+                        "Weights": { "Passing": 1, "Warning": 1 },
+                        "EnableTagOverride": false,
+                        "CreateIndex": instance.create_index,
+                        "ModifyIndex": instance.modify_index,
+                    },
+                    "Checks": instance.checks.iter().map(|check| json!({
+                        "Node": NODE,
+                        "CheckID": check.id,
+                        "Name": check.name,
+                        "Status": check.status,
+                        "Notes": "",
+                        "Output": check.output,
+                        "ServiceID": instance.id,
+                        "ServiceName": instance.name,
+                        "ServiceTags": instance.tags,
+                        "Type": check.probe.kind(),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        indexed(state.index, entries)
+    })
+}
+
+fn node() -> Value {
+    json!({
+        "ID": "",
+        "Node": NODE,
+        "Address": "127.0.0.1",
+        "Datacenter": DATACENTER,
+        "TaggedAddresses": {},
+        "Meta": {},
+    })
+}
+
+/// `GET /v1/catalog/services`: every service name, with its tags.
+async fn catalog_services(registry: web::Data<Registry>, query: ReadQuery) -> HttpResponse {
+    wait_for_change(&registry, &query).await;
+    registry.read(|state| {
+        let mut services: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for instance in state.instances.values() {
+            services
+                .entry(&instance.name)
+                .or_default()
+                .extend(instance.tags.iter().map(String::as_str));
+        }
+        indexed(state.index, services)
+    })
+}
+
+/// `GET /v1/catalog/service/:name`: the instances of a service, whatever
+/// their health.
+async fn catalog_service(
+    registry: web::Data<Registry>,
+    name: web::Path<String>,
+    query: ReadQuery,
+) -> HttpResponse {
+    wait_for_change(&registry, &query).await;
+    registry.read(|state| {
+        let entries: Vec<Value> = state
+            .instances_of(&name, &query.tags)
+            .map(|instance| {
+                json!({
+                    "ID": "",
+                    "Node": NODE,
+                    "Address": "127.0.0.1",
+                    "Datacenter": DATACENTER,
+                    "TaggedAddresses": {},
+                    "NodeMeta": {},
+                    "ServiceID": instance.id,
+                    "ServiceName": instance.name,
+                    "ServiceAddress": instance.address,
+                    "ServiceTags": instance.tags,
+                    "ServiceMeta": instance.meta,
+                    "ServicePort": instance.port,
+                    "ServiceWeights": { "Passing": 1, "Warning": 1 },
+                    "ServiceEnableTagOverride": false,
+                    "CreateIndex": instance.create_index,
+                    "ModifyIndex": instance.modify_index,
+                })
+            })
+            .collect();
+        indexed(state.index, entries)
+    })
+}
+
+/// `GET /v1/agent/services`: every instance registered here, by ID.
+async fn agent_services(registry: web::Data<Registry>) -> HttpResponse {
+    registry.read(|state| {
+        let services: BTreeMap<&str, Value> = state
+            .instances
+            .values()
+            .map(|instance| {
+                let entry = json!({
+                    "ID": instance.id,
+                    "Service": instance.name,
+                    "Tags": instance.tags,
+                    "Meta": instance.meta,
+                    "Port": instance.port,
+                    "Address": instance.address,
+                    "Weights": { "Passing": 1, "Warning": 1 },
+                    "EnableTagOverride": false,
+                    "Datacenter": DATACENTER,
+                });
+                (instance.id.as_str(), entry)
+            })
+            .collect();
+        HttpResponse::Ok().json(services)
+    })
+}
+
+/// `GET /v1/agent/self`: who this agent is. Prometheus asks it for the
+/// datacenter before it discovers anything.
+async fn agent_self() -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "Config": { "Datacenter": DATACENTER, "NodeName": NODE, "Version": env!("CARGO_PKG_VERSION") },
+        "Member": { "Name": NODE, "Addr": "127.0.0.1" },
+    }))
+}
+
+/// `GET /prometheus/targets`: every instance, as Prometheus's HTTP service
+/// discovery takes it (the Prometheus that Debian ships has no Consul
+/// discovery). Every instance, whatever its health, so that Prometheus
+/// sees a sick one too; and the registry itself, first.
+async fn prometheus_targets(
+    registry: web::Data<Registry>,
+    itself: web::Data<Itself>,
+) -> HttpResponse {
+    let itself = json!({
+        "targets": [itself.0.to_string()],
+        "labels": { "service": NAME, "service_id": NAME, "health": "passing" },
+    });
+    registry.read(|state| {
+        let groups: Vec<Value> = std::iter::once(itself)
+            .chain(state.instances.values().map(|instance| {
+                let address = match instance.address.as_str() {
+                    "" => "127.0.0.1".to_string(),
+                    ipv6 if ipv6.contains(':') => format!("[{ipv6}]"),
+                    address => address.to_string(),
+                };
+                json!({
+                    "targets": [format!("{address}:{}", instance.port)],
+                    "labels": {
+                        "service": instance.name,
+                        "service_id": instance.id,
+                        "health": instance.status().as_str(),
+                    },
+                })
+            }))
+            .collect();
+        HttpResponse::Ok().json(groups)
+    })
+}
+
+/// The registry depends on nothing: healthy unless set otherwise by hand.
+async fn healthz(overridden: web::Data<HealthOverride>) -> HttpResponse {
+    crate::health_report(&overridden, Vec::new()).await
+}
+
+// ---------------------------------------------------------------------------
+// The dashboard: one HTML page, like Eureka's in the Node.js workshop.
+// ---------------------------------------------------------------------------
+
+async fn dashboard(registry: web::Data<Registry>) -> HttpResponse {
+    let escape = |text: &str| quick_xml::escape::escape(text).into_owned();
+    let rows = registry.read(|state| {
+        let mut rows = String::new();
+        for instance in state.instances.values() {
+            let status = instance.status().as_str();
+            let checked = instance.checks.iter().filter_map(|check| check.last_checked).max();
+            let checked = match checked.and_then(|at| at.elapsed().ok()) {
+                Some(ago) => format!("{} s ago", ago.as_secs()),
+                None => "never".to_string(),
+            };
+            let output: Vec<&str> = instance.checks.iter().map(|check| check.output.as_str()).collect();
+            rows += &format!(
+                "<tr><td>{}</td><td>{}</td><td>{}:{}</td><td class=\"{status}\">{status}</td><td>{checked}</td><td>{}</td></tr>\n",
+                escape(&instance.name),
+                escape(&instance.id),
+                escape(&instance.address),
+                instance.port,
+                escape(&output.join("; ")),
+            );
+        }
+        if rows.is_empty() {
+            rows = "<tr><td colspan=\"6\">No service is registered.</td></tr>\n".to_string();
+        }
+        format!("<p>index {}</p>\n<table>\n<tr><th>service</th><th>instance</th><th>address</th><th>status</th><th>last checked</th><th>output</th></tr>\n{rows}</table>", state.index)
+    });
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Service registry</title>\n\
+         <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #ccc;padding:.3em .8em;text-align:left;max-width:50em;overflow-wrap:anywhere}}\
+         .passing{{background:#cfc}}.warning{{background:#ffc}}.critical{{background:#fcc}}</style>\n\
+         </head><body>\n<h1>Service registry</h1>\n{rows}\n<p>Reload the page to see changes.</p>\n</body></html>\n"
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// Helpers: routes that take one method, and plain-text errors like Consul's.
+// ---------------------------------------------------------------------------
+
+fn put<F, Args>(path: &str, handler: F) -> Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    web::resource(path).put(handler).default_service(web::to(|| async { wrong_method("PUT") }))
+}
+
+fn get<F, Args>(path: &str, handler: F) -> Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    web::resource(path).get(handler).default_service(web::to(|| async { wrong_method("GET") }))
+}
+
+fn wrong_method(allowed: &'static str) -> HttpResponse {
+    let mut response =
+        plain(StatusCode::METHOD_NOT_ALLOWED, format!("method not allowed; use {allowed}"));
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allowed));
+    response
+}
+
+fn plain(status: StatusCode, message: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).content_type("text/plain; charset=utf-8").body(message.into())
+}

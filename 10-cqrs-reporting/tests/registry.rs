@@ -1,0 +1,394 @@
+//! The registry's HTTP API, as a Consul client sees it.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use serde_json::{Value, json};
+use step10_cqrs_reporting::registry;
+
+/// The longest any test waits for something to happen.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn start_registry() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    actix_web::rt::spawn(registry::server(listener).unwrap());
+    url
+}
+
+/// What a call answered: status, X-Consul-Index if any, and the body.
+struct Answer {
+    status: StatusCode,
+    index: Option<u64>,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
+    }
+}
+
+async fn call(method: &str, url: &str, body: Option<Value>) -> Answer {
+    let request = awc::Client::new().request(method.parse().unwrap(), url);
+    let sent = match body {
+        Some(body) => request.send_json(&body).await,
+        None => request.send().await,
+    };
+    let mut response = sent.unwrap();
+    let index = response
+        .headers()
+        .get("x-consul-index")
+        .map(|value| value.to_str().unwrap().parse().unwrap());
+    let body = response.body().limit(1 << 20).await.unwrap();
+    Answer { status: response.status(), index, body: String::from_utf8(body.to_vec()).unwrap() }
+}
+
+async fn register(registry: &str, registration: Value) -> Answer {
+    call("PUT", &format!("{registry}/v1/agent/service/register"), Some(registration)).await
+}
+
+async fn health(registry: &str, query: &str) -> Answer {
+    call("GET", &format!("{registry}/v1/health/service/{query}"), None).await
+}
+
+/// Waits until `health(query)` answers a list of `expected` entries.
+async fn wait_for_entries(registry: &str, query: &str, expected: usize) -> Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let entries = health(registry, query).await.json();
+        if entries.as_array().unwrap().len() == expected {
+            return entries;
+        }
+        assert!(Instant::now() < deadline, "{query}: never {expected} entries; last: {entries}");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn service2(port: u16, check: Value) -> Value {
+    json!({
+        "Name": "service2",
+        "ID": format!("service2-{port}"),
+        "Address": "127.0.0.1",
+        "Port": port,
+        "Tags": ["v1"],
+        "Meta": { "Version": "1" },
+        "Check": check,
+    })
+}
+
+#[actix_web::test]
+async fn a_registered_instance_is_critical_until_its_first_heartbeat() {
+    let registry = start_registry();
+    assert_eq!(
+        register(&registry, service2(3003, json!({ "TTL": "10s" }))).await.status,
+        StatusCode::OK
+    );
+
+    let entries = health(&registry, "service2").await.json();
+    assert_eq!(entries[0]["Service"]["ID"], "service2-3003");
+    assert_eq!(entries[0]["Service"]["Address"], "127.0.0.1");
+    assert_eq!(entries[0]["Service"]["Port"], 3003);
+    assert_eq!(entries[0]["Service"]["Tags"], json!(["v1"]));
+    assert_eq!(entries[0]["Service"]["Meta"], json!({ "Version": "1" }));
+    assert_eq!(entries[0]["Node"]["Address"], "127.0.0.1");
+    assert_eq!(entries[0]["Checks"][0]["CheckID"], "service:service2-3003");
+    assert_eq!(entries[0]["Checks"][0]["Name"], "Service 'service2' check");
+    assert_eq!(entries[0]["Checks"][0]["Status"], "critical");
+    assert_eq!(health(&registry, "service2?passing").await.json(), json!([]));
+
+    let pass =
+        call("PUT", &format!("{registry}/v1/agent/check/pass/service:service2-3003?note=ok"), None)
+            .await;
+    assert_eq!(pass.status, StatusCode::OK);
+    let entries = health(&registry, "service2?passing").await.json();
+    assert_eq!(entries[0]["Checks"][0]["Status"], "passing");
+    assert_eq!(entries[0]["Checks"][0]["Output"], "ok");
+}
+
+#[actix_web::test]
+async fn keys_are_matched_whatever_their_case_as_consul_clients_send_them() {
+    let registry = start_registry();
+    // As py-consul sends it: lowercase keys, the check in a `checks` array.
+    let registration = json!({
+        "name": "service2", "id": "s2-a", "address": "127.0.0.1", "port": 3003,
+        "checks": [{ "ttl": "10s", "status": "passing", "deregister_critical_service_after": "1m" }],
+    });
+    assert_eq!(register(&registry, registration).await.status, StatusCode::OK);
+    let entries = health(&registry, "service2?passing=1").await.json();
+    assert_eq!(entries[0]["Service"]["ID"], "s2-a");
+    assert_eq!(entries[0]["Checks"][0]["CheckID"], "service:s2-a");
+}
+
+#[actix_web::test]
+async fn passing_and_tag_filter_the_instances() {
+    let registry = start_registry();
+    register(&registry, service2(1, json!({ "TTL": "10s", "Status": "passing" }))).await;
+    register(&registry, service2(2, json!({ "TTL": "10s", "Status": "warning" }))).await;
+    let mut untagged = service2(3, json!({ "TTL": "10s", "Status": "passing" }));
+    untagged["Tags"] = json!([]);
+    register(&registry, untagged).await;
+
+    let ids = |entries: Value| -> Vec<String> {
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["Service"]["ID"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        ids(health(&registry, "service2").await.json()),
+        ["service2-1", "service2-2", "service2-3"]
+    );
+    // A warning is not passing.
+    assert_eq!(
+        ids(health(&registry, "service2?passing").await.json()),
+        ["service2-1", "service2-3"]
+    );
+    assert_eq!(ids(health(&registry, "service2?passing&tag=v1").await.json()), ["service2-1"]);
+    assert_eq!(ids(health(&registry, "service2?tag=v1&tag=v2").await.json()), Vec::<String>::new());
+    assert_eq!(health(&registry, "service2?passing=maybe").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(health(&registry, "nosuchservice").await.json(), json!([]));
+}
+
+#[actix_web::test]
+async fn the_catalog_and_the_agent_list_what_is_registered() {
+    let registry = start_registry();
+    register(&registry, service2(1, json!({ "TTL": "10s" }))).await;
+    let mut service1 = service2(2, json!({ "TTL": "10s" }));
+    service1["Name"] = json!("service1");
+    service1["ID"] = json!("service1-2");
+    service1["Tags"] = json!([]);
+    register(&registry, service1).await;
+
+    let services = call("GET", &format!("{registry}/v1/catalog/services"), None).await;
+    assert!(services.index.is_some());
+    assert_eq!(services.json(), json!({ "service1": [], "service2": ["v1"] }));
+
+    let catalog = call("GET", &format!("{registry}/v1/catalog/service/service2"), None).await;
+    assert!(catalog.index.is_some());
+    let entry = &catalog.json()[0];
+    assert_eq!(entry["ServiceID"], "service2-1");
+    assert_eq!(entry["ServiceAddress"], "127.0.0.1");
+    assert_eq!(entry["ServicePort"], 1);
+    assert_eq!(entry["Datacenter"], "dc1");
+
+    let agent = call("GET", &format!("{registry}/v1/agent/services"), None).await.json();
+    assert_eq!(agent["service1-2"]["Service"], "service1");
+    assert_eq!(agent["service2-1"]["Port"], 1);
+
+    let myself = call("GET", &format!("{registry}/v1/agent/self"), None).await.json();
+    assert_eq!(myself["Config"]["Datacenter"], "dc1");
+}
+
+#[actix_web::test]
+async fn deregistration_removes_the_instance_and_an_unknown_id_is_a_404() {
+    let registry = start_registry();
+    register(&registry, service2(1, json!({ "TTL": "10s" }))).await;
+    let gone =
+        call("PUT", &format!("{registry}/v1/agent/service/deregister/service2-1"), None).await;
+    assert_eq!(gone.status, StatusCode::OK);
+    assert_eq!(health(&registry, "service2").await.json(), json!([]));
+
+    let unknown =
+        call("PUT", &format!("{registry}/v1/agent/service/deregister/service2"), None).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        unknown.body,
+        "Unknown service ID \"service2\". Ensure that the service ID is passed, not the service name."
+    );
+}
+
+#[actix_web::test]
+async fn check_reports_set_the_status_and_an_unknown_check_is_a_404() {
+    let registry = start_registry();
+    register(&registry, service2(1, json!({ "TTL": "10s", "CheckID": "alive" }))).await;
+    let status = |entries: Value| entries[0]["Checks"][0]["Status"].as_str().unwrap().to_string();
+
+    call("PUT", &format!("{registry}/v1/agent/check/warn/alive"), None).await;
+    assert_eq!(status(health(&registry, "service2").await.json()), "warning");
+    call("PUT", &format!("{registry}/v1/agent/check/fail/alive"), None).await;
+    assert_eq!(status(health(&registry, "service2").await.json()), "critical");
+    let update = json!({ "Status": "passing", "Output": "all good" });
+    let updated =
+        call("PUT", &format!("{registry}/v1/agent/check/update/alive"), Some(update)).await;
+    assert_eq!(updated.status, StatusCode::OK);
+    let entries = health(&registry, "service2").await.json();
+    assert_eq!(status(entries.clone()), "passing");
+    assert_eq!(entries[0]["Checks"][0]["Output"], "all good");
+
+    let unknown = call("PUT", &format!("{registry}/v1/agent/check/pass/nope"), None).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert!(unknown.body.starts_with("Unknown check ID \"nope\""), "{}", unknown.body);
+
+    let bad = json!({ "Status": "fine" });
+    let bad = call("PUT", &format!("{registry}/v1/agent/check/update/alive"), Some(bad)).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.body, "Invalid check status: 'fine'");
+}
+
+#[actix_web::test]
+async fn bad_registrations_are_a_400_with_a_plain_message() {
+    let registry = start_registry();
+    let cases = [
+        (json!({ "ID": "x" }), "Missing service name"),
+        (json!({ "Name": "s", "Address": "0.0.0.0" }), "Invalid service address"),
+        (
+            json!({ "Name": "s", "Check": { "TTL": "10s", "Interval": "10s", "HTTP": "http://x" } }),
+            "Invalid check: Interval and TTL cannot both be specified",
+        ),
+        (
+            json!({ "Name": "s", "Check": { "TTL": "0s" } }),
+            "Invalid check: TTL must be > 0 for TTL checks",
+        ),
+        (
+            json!({ "Name": "s", "Check": { "TTL": "10s", "Status": "fine" } }),
+            "Invalid check status: 'fine'",
+        ),
+    ];
+    for (registration, expected) in cases {
+        let answer = register(&registry, registration.clone()).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{registration}");
+        assert_eq!(answer.body, expected, "{registration}");
+    }
+    let not_json = awc::Client::new()
+        .put(format!("{registry}/v1/agent/service/register"))
+        .send_body("{not json")
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(health(&registry, "s").await.json(), json!([]), "nothing was registered");
+}
+
+#[actix_web::test]
+async fn a_wrong_method_is_a_405_with_allow() {
+    let registry = start_registry();
+    let answer = call("GET", &format!("{registry}/v1/agent/service/register"), None).await;
+    assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
+    let response =
+        awc::Client::new().post(format!("{registry}/v1/health/service/x")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers().get("allow").unwrap(), "GET");
+}
+
+#[actix_web::test]
+async fn the_index_comes_from_the_clock_and_grows_with_every_visible_change() {
+    let registry = start_registry();
+    let first = health(&registry, "service2").await.index.unwrap();
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    assert!(first >= since_epoch.as_millis() as u64 - 60_000, "not seeded from the clock: {first}");
+    assert_eq!(health(&registry, "service2").await.index.unwrap(), first, "a read changes nothing");
+
+    register(&registry, service2(1, json!({ "TTL": "10s" }))).await;
+    let registered = health(&registry, "service2").await.index.unwrap();
+    assert!(registered > first);
+    call("PUT", &format!("{registry}/v1/agent/check/pass/service:service2-1"), None).await;
+    let passed = health(&registry, "service2").await.index.unwrap();
+    assert!(passed > registered, "a status change is a change");
+    call("PUT", &format!("{registry}/v1/agent/service/deregister/service2-1"), None).await;
+    assert!(health(&registry, "service2").await.index.unwrap() > passed);
+}
+
+#[actix_web::test]
+async fn a_blocking_query_answers_when_something_changes() {
+    let registry = start_registry();
+    let index = health(&registry, "service2").await.index.unwrap();
+    let waiting = actix_web::rt::spawn({
+        let registry = registry.clone();
+        async move { health(&registry, &format!("service2?index={index}&wait=20s")).await }
+    });
+    // The blocked query has not answered; a registration wakes it.
+    register(&registry, service2(1, json!({ "TTL": "10s" }))).await;
+    let answer = waiting.await.unwrap();
+    assert!(answer.index.unwrap() > index);
+    assert_eq!(answer.json()[0]["Service"]["ID"], "service2-1");
+}
+
+#[actix_web::test]
+async fn a_blocking_query_with_no_change_answers_when_its_wait_runs_out() {
+    let registry = start_registry();
+    let index = health(&registry, "service2").await.index.unwrap();
+    let answer = health(&registry, &format!("service2?index={index}&wait=100ms")).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.index, Some(index));
+    assert_eq!(health(&registry, "service2?index=soon").await.status, StatusCode::BAD_REQUEST);
+}
+
+#[actix_web::test]
+async fn a_ttl_that_runs_out_makes_the_check_critical() {
+    let registry = start_registry();
+    register(&registry, service2(1, json!({ "TTL": "300ms", "Status": "passing" }))).await;
+    call("PUT", &format!("{registry}/v1/agent/check/pass/service:service2-1?note=alive"), None)
+        .await;
+    let entries = wait_for_entries(&registry, "service2?passing", 0).await;
+    assert_eq!(entries, json!([]));
+    let check = &health(&registry, "service2").await.json()[0]["Checks"][0];
+    assert_eq!(check["Status"], "critical");
+    assert_eq!(check["Output"], "TTL expired (last output: alive)");
+}
+
+#[actix_web::test]
+async fn an_instance_critical_for_too_long_is_removed() {
+    let registry = start_registry();
+    let check = json!({ "TTL": "10s", "DeregisterCriticalServiceAfter": "300ms" });
+    register(&registry, service2(1, check)).await;
+    wait_for_entries(&registry, "service2", 0).await;
+    let services = call("GET", &format!("{registry}/v1/catalog/services"), None).await.json();
+    assert_eq!(services, json!({}));
+}
+
+#[actix_web::test]
+async fn registering_again_keeps_the_checks_status() {
+    let registry = start_registry();
+    register(&registry, service2(1, json!({ "TTL": "10s" }))).await;
+    call("PUT", &format!("{registry}/v1/agent/check/pass/service:service2-1"), None).await;
+    register(&registry, service2(1, json!({ "TTL": "10s" }))).await;
+    assert_eq!(health(&registry, "service2?passing").await.json().as_array().unwrap().len(), 1);
+}
+
+#[actix_web::test]
+async fn the_dashboard_lists_every_instance_with_its_status() {
+    let registry = start_registry();
+    register(&registry, service2(1, json!({ "TTL": "10s", "Status": "passing" }))).await;
+    let mut strange = service2(2, json!({ "TTL": "10s" }));
+    strange["ID"] = json!("<script>alert(1)</script>");
+    register(&registry, strange).await;
+
+    let mut response = awc::Client::new().get(&registry).send().await.unwrap();
+    assert_eq!(response.headers().get("content-type").unwrap(), "text/html; charset=utf-8");
+    let page = String::from_utf8(response.body().await.unwrap().to_vec()).unwrap();
+    assert!(
+        page.contains("<td>service2-1</td><td>127.0.0.1:1</td><td class=\"passing\">passing</td>"),
+        "{page}"
+    );
+    assert!(page.contains("&lt;script&gt;"), "ids are escaped: {page}");
+    assert!(!page.contains("<script>"), "{page}");
+}
+
+#[actix_web::test]
+async fn prometheus_finds_every_instance_and_the_registry_as_http_service_discovery_targets() {
+    let registry = start_registry();
+    register(&registry, service2(3003, json!({ "TTL": "10s", "Status": "passing" }))).await;
+    register(&registry, service2(3013, json!({ "TTL": "10s" }))).await;
+    let answer = call("GET", &format!("{registry}/prometheus/targets"), None).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.json(),
+        json!([
+            {
+                "targets": [registry.trim_start_matches("http://")],
+                "labels": { "service": "registry", "service_id": "registry", "health": "passing" },
+            },
+            {
+                "targets": ["127.0.0.1:3003"],
+                "labels": { "service": "service2", "service_id": "service2-3003", "health": "passing" },
+            },
+            {
+                "targets": ["127.0.0.1:3013"],
+                "labels": { "service": "service2", "service_id": "service2-3013", "health": "critical" },
+            },
+        ])
+    );
+}
