@@ -29,6 +29,12 @@ pub struct RegistrationOptions {
     /// How often the registry checks this instance's /healthz
     #[arg(long, env = "CHECK_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub check_interval: Duration,
+
+    /// The address others reach this instance at, when it is not the one
+    /// it listens on: a container's name, a pod's IP (default: the
+    /// listening address, or 127.0.0.1 when that is 0.0.0.0)
+    #[arg(long, env = "ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<String>,
 }
 
 /// How long the registry waits for an answer from /healthz: more than a
@@ -62,10 +68,10 @@ pub struct Registered {
 impl Registration {
     pub fn new(service: &'static str, address: SocketAddr, options: RegistrationOptions) -> Self {
         // Listening on every address (0.0.0.0) is not an address to call.
-        let ip = if address.ip().is_unspecified() {
-            "127.0.0.1".to_string()
-        } else {
-            address.ip().to_string()
+        let ip = match options.advertise_address {
+            Some(advertised) => advertised,
+            None if address.ip().is_unspecified() => "127.0.0.1".to_string(),
+            None => address.ip().to_string(),
         };
         let id = format!("{service}-{ip}-{}", address.port());
         let entry = json!({

@@ -348,6 +348,20 @@ async fn service2_waits_for_a_registry_that_is_not_up_yet() {
     service2.line_with("registered with the registry").await;
 }
 
+#[actix_web::test]
+async fn an_instance_registers_under_the_address_it_advertises() {
+    let mut registry = Running::start(&["registry", "--port", "0"], &[]);
+    let (registry_url, _) = registry.listening("registry").await;
+    // As in a container: listening everywhere, reached by a name.
+    let args = ["--host", "0.0.0.0", "service2", "--port", "0", "--registry-url", &registry_url];
+    let mut service2 = Running::start(&args, &[("ADVERTISE_ADDRESS", "localhost".to_string())]);
+    let (url, _) = service2.listening("service2").await;
+    let port = url.rsplit(':').next().unwrap().to_string();
+    let passing = format!("{registry_url}/v1/health/service/service2?passing");
+    let body = wait_for_body(&passing, |body| body.contains("\"Address\":\"localhost\"")).await;
+    assert!(body.contains(&format!("\"ID\":\"service2-localhost-{port}\"")), "{body}");
+}
+
 #[cfg(unix)]
 #[actix_web::test]
 async fn a_stopped_instance_deregisters_and_a_killed_one_fails_its_check() {
