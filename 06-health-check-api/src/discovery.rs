@@ -214,8 +214,13 @@ impl Discovery {
         }
         match self.ask_registry(client, service).await {
             Ok(urls) => {
-                let instances = Instances { asked_at: Instant::now(), urls, next: 0 };
-                self.known.lock().expect("discovery cache").insert(service.to_string(), instances);
+                let mut known = self.known.lock().expect("discovery cache");
+                // The turn goes on from where it was: starting again at the
+                // first instance on every refresh would send a caller that
+                // calls less than once a second to the same instance forever.
+                let next = known.get(service).map_or(0, |before| before.next);
+                let instances = Instances { asked_at: Instant::now(), urls, next };
+                known.insert(service.to_string(), instances);
             }
             // Better an instance the registry knew a moment ago than none.
             Err(problem) => match self.next_known(service, false) {
