@@ -57,11 +57,15 @@ pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     let discovery = web::Data::new(Discovery::new(registry_url, options.users_timeout));
     crate::serve(listener, move |routes| {
         routes.app_data(store.clone()).app_data(crate::json_config());
+        routes.app_data(crate::query_config());
         routes.app_data(discovery.clone()).app_data(web::Data::new(crate::http_client()));
         routes.route("/healthz", web::get().to(healthz));
         routes.route("/events", web::get().to(events::feed));
-        routes.service(web::resource("/").get(list).post(open));
-        routes.service(web::resource("/{id}").get(get).patch(set_balance));
+        let (list_or_open, one) =
+            (crate::not_allowed("GET, POST"), crate::not_allowed("GET, PATCH"));
+        routes.service(web::resource("/").get(list).post(open).default_service(list_or_open));
+        routes.service(web::resource("/{id}").get(get).patch(set_balance).default_service(one));
+        routes.default_service(web::to(crate::no_such_path));
     })
 }
 
@@ -101,6 +105,7 @@ async fn open(
     let NewAccount { id, user_id, balance } = new.into_inner();
     events::check_id("an account's id", &id)?;
     events::check_id("a user's id", &user_id)?;
+    check_balance(balance)?;
     // The users service owns the users: ask it. (Users are never deleted,
     // so the answer cannot go stale before the account is written.)
     let users = discovery.find(&client, "users").await?;
@@ -130,9 +135,8 @@ async fn open(
             Ok(account)
         })
         .await?;
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/{}", account.id)))
-        .json(account))
+    // Relative: resolved against the URL the client called.
+    Ok(HttpResponse::Created().insert_header((header::LOCATION, account.id.clone())).json(account))
 }
 
 /// `PATCH /<id>` with `{"balance": 1500}`.
@@ -142,6 +146,7 @@ async fn set_balance(
     new: web::Json<NewBalance>,
 ) -> Result<HttpResponse, Problem> {
     let (id, balance) = (id.into_inner(), new.balance);
+    check_balance(balance)?;
     let account = store
         .write(move |db| {
             let mut account = find(db, &id)?;
@@ -191,6 +196,21 @@ fn find(db: &Connection, id: &str) -> Result<Account, Problem> {
     .optional()
     .map_err(storage_problem)?
     .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no account has the id {id}")))
+}
+
+/// The largest balance an account may hold: far below what would overflow
+/// when the reports add a user's accounts up.
+const LARGEST_BALANCE: i64 = 1_000_000_000_000;
+
+/// A balance is a whole number of the smallest unit, from 0 to
+/// `LARGEST_BALANCE`: an account does not go below zero here.
+fn check_balance(balance: i64) -> Result<(), Problem> {
+    if !(0..=LARGEST_BALANCE).contains(&balance) {
+        let detail =
+            format!("a balance is a whole number from 0 to {LARGEST_BALANCE}; not {balance}");
+        return Err(Problem::new(StatusCode::BAD_REQUEST, detail));
+    }
+    Ok(())
 }
 
 fn account_from_row(row: &rusqlite::Row) -> rusqlite::Result<Account> {

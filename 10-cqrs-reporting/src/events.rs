@@ -114,8 +114,10 @@ fn open(folder: &Path, path: &Path, schema: &str) -> rusqlite::Result<Connection
         rusqlite::Error::InvalidPath(PathBuf::from(format!("{}: {error}", folder.display())))
     })?;
     let connection = Connection::open(path)?;
-    // Write-ahead log: readers do not wait for a writer, and a commit is
-    // one append to the log.
+    // Write-ahead log: a commit is one append to the log, and another
+    // process (sqlite3 on the command line, say) can read while the
+    // service writes. (Within the service, one connection takes one
+    // command at a time: that is also what numbers the events in order.)
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.execute_batch(schema)?;
     connection.execute_batch(
@@ -231,12 +233,19 @@ pub async fn feed(
     loop {
         let store = store.get_ref().clone();
         let page = store.read(move |db| events_after(db, after, limit)).await?;
-        if !page.events.is_empty() {
+        // A follower that has more than there is (this database was
+        // replaced) gets `last_seq` at once, to notice.
+        if !page.events.is_empty() || after > page.last_seq {
             return Ok(HttpResponse::Ok().json(page));
         }
-        let waited = tokio::time::timeout_at(deadline, committed.changed()).await;
-        if !matches!(waited, Ok(Ok(()))) {
-            return Ok(HttpResponse::Ok().json(page)); // nothing new in time
+        tokio::select! {
+            waited = tokio::time::timeout_at(deadline, committed.changed()) => {
+                if !matches!(waited, Ok(Ok(()))) {
+                    return Ok(HttpResponse::Ok().json(page)); // nothing new in time
+                }
+            }
+            // The service is stopping: what there is, at once.
+            () = crate::stopping() => return Ok(HttpResponse::Ok().json(page)),
         }
     }
 }

@@ -102,6 +102,8 @@ pub fn run(
         actix_web::rt::spawn(async move {
             shutdown_signal(supervised).await;
             info!("{service} stopping");
+            // Requests that wait (the event feeds' long polls) answer now.
+            STOPPING.send_replace(true);
             if let Some(registered) = registered {
                 registered.leave().await;
             }
@@ -356,18 +358,59 @@ pub async fn only_get(request: HttpRequest) -> Problem {
 /// it (not JSON, a field missing or of the wrong type, an unknown field, no
 /// `Content-Type: application/json`) is a 400 that says what is wrong.
 pub fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default().limit(64 * 1024).error_handler(|error, _| {
-        let detail = match &error {
-            JsonPayloadError::ContentType => {
-                "send the body as JSON, with the header Content-Type: application/json".to_string()
-            }
+    const LIMIT: usize = 64 * 1024;
+    web::JsonConfig::default().limit(LIMIT).error_handler(|error, _| {
+        let (status, detail) = match &error {
+            JsonPayloadError::ContentType => (
+                StatusCode::BAD_REQUEST,
+                "send the body as JSON, with the header Content-Type: application/json".to_string(),
+            ),
             JsonPayloadError::Deserialize(error) => {
-                format!("the body is not what is expected: {error}")
+                (StatusCode::BAD_REQUEST, format!("the body is not what is expected: {error}"))
             }
-            error => format!("the body cannot be read: {error}"),
+            JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than the limit of {LIMIT} bytes"),
+            ),
+            error => (StatusCode::BAD_REQUEST, format!("the body cannot be read: {error}")),
         };
+        Problem::new(status, detail).into()
+    })
+}
+
+/// How those services read a query string: a parameter that is unknown,
+/// missing or not a number is a 400 that says which.
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|error, _| {
+        let detail = format!("the query string is not what is expected: {error}");
         Problem::new(StatusCode::BAD_REQUEST, detail).into()
     })
+}
+
+/// The answer to a method a resource does not serve: 405, saying which
+/// it does.
+pub fn not_allowed(allowed: &'static str) -> actix_web::Route {
+    web::to(move |request: HttpRequest| async move {
+        Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} is not served here; {allowed} are", request.method()),
+        )
+        .with_header(header::ALLOW, HeaderValue::from_static(allowed))
+    })
+}
+
+/// The answer to a path a service does not serve: 404, naming it.
+pub async fn no_such_path(request: HttpRequest) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, format!("nothing is served at {}", request.path()))
+}
+
+/// Whether the service is stopping: what waits ends at once.
+static STOPPING: std::sync::LazyLock<tokio::sync::watch::Sender<bool>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::channel(false).0);
+
+/// Resolves when the service starts to stop.
+pub async fn stopping() {
+    let _ = STOPPING.subscribe().wait_for(|stopping| *stopping).await;
 }
 
 /// Checks a URL given as an option, such as `--service2-url`, when the

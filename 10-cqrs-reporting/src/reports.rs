@@ -116,8 +116,11 @@ pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     crate::serve(listener, move |routes| {
         routes.app_data(store.clone()).app_data(progress.clone());
         routes.route("/healthz", web::get().to(healthz));
-        routes.route("/", web::get().to(list));
-        routes.route("/{user_id}", web::get().to(get));
+        // Queries only: a report is changed by events, never by a client.
+        routes.service(web::resource("/").get(list).default_service(crate::not_allowed("GET")));
+        let one = web::resource("/{user_id}").get(get);
+        routes.service(one.default_service(crate::not_allowed("GET")));
+        routes.default_service(web::to(crate::no_such_path));
     })
 }
 
@@ -144,44 +147,91 @@ impl Follower {
     async fn follow(self) {
         let client = crate::http_client();
         let feed = self.feed;
-        let mut failing = false;
+        let mut following = false;
+        // What went wrong last time: said once, not at every retry.
+        let mut trouble: Option<String> = None;
         loop {
-            let applied = match self.store.read(move |db| position(db, feed)).await {
-                Ok(applied) => applied,
-                Err(problem) => {
-                    warn!("{}", problem.detail);
-                    actix_web::rt::time::sleep(Duration::from_secs(1)).await;
-                    continue;
+            let read = self.store.read(move |db| position(db, feed)).await;
+            let problem = match read {
+                Err(problem) => problem.detail,
+                Ok(applied) => {
+                    // After a start or a failure, the first request does not
+                    // wait: it says at once whether the feed answers.
+                    let wait = if following { FEED_WAIT } else { Duration::ZERO };
+                    match self.follow_once(&client, applied, wait).await {
+                        Ok(()) => {
+                            if !following {
+                                info!("following the {feed} feed, after event {applied}");
+                            }
+                            (following, trouble) = (true, None);
+                            continue;
+                        }
+                        Err(problem) => problem,
+                    }
                 }
             };
-            match self.next_page(&client, applied).await {
-                Ok(page) => {
-                    if failing {
-                        info!("following the {feed} feed again, after event {applied}");
-                        failing = false;
-                    }
-                    let last_seq = page.last_seq;
-                    let applied = self.apply(applied, page.events).await;
-                    self.progressed(applied, Some(last_seq), None);
-                }
-                Err(problem) => {
-                    // Said once, not at every retry; retried every second.
-                    if !failing {
-                        warn!("cannot follow the {feed} feed (will retry): {}", problem.detail);
-                        failing = true;
-                    }
-                    self.progressed(applied, None, Some(problem.detail));
-                    actix_web::rt::time::sleep(Duration::from_secs(1)).await;
-                }
+            if trouble.as_ref() != Some(&problem) {
+                warn!("{problem} (retrying every second)");
+            }
+            (following, trouble) = (false, Some(problem));
+            actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Asks the feed for the events after `applied` and applies them; what
+    /// went wrong, if anything, as the health document says it.
+    async fn follow_once(
+        &self,
+        client: &awc::Client,
+        applied: i64,
+        wait: Duration,
+    ) -> Result<(), String> {
+        let feed = self.feed;
+        let page = match self.next_page(client, applied, wait).await {
+            Ok(page) => page,
+            Err(problem) => {
+                let problem = format!("cannot follow the {feed} feed: {}", problem.detail);
+                self.progressed(applied, None, Some(problem.clone()));
+                return Err(problem);
+            }
+        };
+        if page.last_seq < applied {
+            // Fewer events than the reports have applied: the feed's database
+            // was replaced. Following it would skip its next events.
+            let problem = format!(
+                "the {feed} feed ends at event {} but the reports have applied up to {applied}: \
+                 was its database replaced? To rebuild the reports, stop them and delete their \
+                 database (data/reports.sqlite*)",
+                page.last_seq
+            );
+            self.progressed(applied, Some(page.last_seq), Some(problem.clone()));
+            return Err(problem);
+        }
+        match self.apply(applied, page.events).await {
+            Ok(applied) => {
+                self.progressed(applied, Some(page.last_seq), None);
+                Ok(())
+            }
+            Err(problem) => {
+                let problem = format!(
+                    "cannot apply the {feed} feed's events after {applied}: {}",
+                    problem.detail
+                );
+                self.progressed(applied, Some(page.last_seq), Some(problem.clone()));
+                Err(problem)
             }
         }
     }
 
     /// The next page of events after `applied`, waiting for one if need be.
-    async fn next_page(&self, client: &awc::Client, applied: i64) -> Result<Page, Problem> {
+    async fn next_page(
+        &self,
+        client: &awc::Client,
+        applied: i64,
+        wait: Duration,
+    ) -> Result<Page, Problem> {
         let instance: Upstream = self.discovery.find(client, self.feed).await?;
-        let path =
-            format!("/events?after={applied}&limit={}&wait={}s", self.batch, FEED_WAIT.as_secs());
+        let path = format!("/events?after={applied}&limit={}&wait={}s", self.batch, wait.as_secs());
         let page = instance.get_json(client, &path).await?;
         serde_json::from_value(page).map_err(|error| {
             let detail =
@@ -191,16 +241,15 @@ impl Follower {
     }
 
     /// Applies `events` and moves the feed's position past them, in one
-    /// transaction; returns the position.
-    async fn apply(&self, applied: i64, events: Vec<Event>) -> i64 {
+    /// transaction; returns the position. If it fails, nothing of it is kept.
+    async fn apply(&self, applied: i64, events: Vec<Event>) -> Result<i64, Problem> {
         if events.is_empty() {
-            return applied;
+            return Ok(applied);
         }
         let (feed, pause, count) = (self.feed, self.apply_pause, events.len());
         let events_word = if count == 1 { "event" } else { "events" };
         info!("applying {count} {events_word} of the {feed} feed, after event {applied}");
-        let written = self
-            .store
+        self.store
             .write(move |db| {
                 let mut position = position(db, feed)?;
                 for event in events {
@@ -222,14 +271,7 @@ impl Follower {
                 .map_err(storage_problem)?;
                 Ok(position)
             })
-            .await;
-        match written {
-            Ok(position) => position,
-            Err(problem) => {
-                warn!("{} (the events will be applied again)", problem.detail);
-                applied
-            }
-        }
+            .await
     }
 
     fn progressed(&self, applied: i64, last_seq: Option<i64>, problem: Option<String>) {

@@ -197,9 +197,9 @@ pub fn current_trace_id() -> Option<String> {
 const ROUTINE: [&str; 4] = ["/healthz", "/v1/agent/self", "/metrics", "/events"];
 
 /// Which traces are kept: all but the bookkeeping between the services and
-/// the registry, health checks and (de)registrations (`/v1/agent/…`),
-/// Prometheus's scrapes and the reports' reading of the feeds, which no
-/// person asked for. (A trace's first span decides for the whole
+/// the registry (health checks, (de)registrations, lookups made outside a
+/// request), Prometheus's scrapes and the reports' reading of the feeds,
+/// which no person asked for. (A trace's first span decides for the whole
 /// trace: `traceparent` says "not sampled" to the services it calls, and
 /// they drop their spans too.)
 #[derive(Clone, Debug)]
@@ -216,7 +216,9 @@ impl ShouldSample for SkipBookkeeping {
         _: &[Link],
     ) -> SamplingResult {
         let path = name.split_once(' ').map_or(name, |(_method, path)| path);
-        let decision = match ROUTINE.contains(&path) || path.starts_with("/v1/agent/") {
+        // People call services; a trace that starts at the registry's API
+        // (`/v1/…`) is a service's own bookkeeping.
+        let decision = match ROUTINE.contains(&path) || path.starts_with("/v1/") {
             true => SamplingDecision::Drop,
             false => SamplingDecision::RecordAndSample,
         };

@@ -52,10 +52,14 @@ pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     let store = web::Data::new(store);
     crate::serve(listener, move |routes| {
         routes.app_data(store.clone()).app_data(crate::json_config());
+        routes.app_data(crate::query_config());
         routes.route("/healthz", web::get().to(healthz));
         routes.route("/events", web::get().to(events::feed));
-        routes.service(web::resource("/").get(list).post(create));
-        routes.service(web::resource("/{id}").get(get).patch(change));
+        let (list_or_create, one) =
+            (crate::not_allowed("GET, POST"), crate::not_allowed("GET, PATCH"));
+        routes.service(web::resource("/").get(list).post(create).default_service(list_or_create));
+        routes.service(web::resource("/{id}").get(get).patch(change).default_service(one));
+        routes.default_service(web::to(crate::no_such_path));
     })
 }
 
@@ -115,9 +119,8 @@ async fn create(
             Ok(user)
         })
         .await?;
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/{}", user.id)))
-        .json(user))
+    // Relative: `ann` from `/` (this service) or `/api/users/` (the gateway).
+    Ok(HttpResponse::Created().insert_header((header::LOCATION, user.id.clone())).json(user))
 }
 
 /// `PATCH /<id>` with a new `name`, a new `state`, or both.

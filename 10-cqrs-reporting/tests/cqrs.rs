@@ -216,9 +216,12 @@ async fn the_feed_serves_events_in_order_a_page_at_a_time_and_waits_for_new_ones
     assert_eq!(page.body["events"][0]["type"], "user_changed");
     assert_eq!(page.body["events"][0]["data"]["name"], "Eddie");
 
-    for query in ["after=-1", "limit=0", "limit=5000", "wait=2h", "wait=soon", "from=3"] {
+    for query in
+        ["after=-1", "after=abc", "limit=0", "limit=5000", "wait=2h", "wait=soon", "from=3"]
+    {
         let answer = call("GET", &format!("{users}/events?{query}"), None).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{query}: {}", answer.body);
+        assert_eq!(answer.body["status"], 400, "{query}: problem+json, not {}", answer.body);
     }
 }
 
@@ -351,6 +354,33 @@ async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
             "no account has the id nothing",
         ),
         ("PATCH", format!("{accounts}/ann-1"), json, r#"{"balance": null}"#, 400, "invalid type"),
+        ("PATCH", format!("{accounts}/ann-1"), json, r#"{"balance": -5}"#, 400, "from 0 to"),
+        (
+            "PATCH",
+            format!("{accounts}/ann-1"),
+            json,
+            r#"{"balance": 9223372036854775807}"#,
+            400,
+            "from 0 to",
+        ),
+        (
+            "POST",
+            format!("{accounts}/"),
+            json,
+            r#"{"id": "ann-2", "user_id": "ann", "balance": -1}"#,
+            400,
+            "from 0 to",
+        ),
+        ("DELETE", format!("{users}/ann"), json, "", 405, "GET, PATCH are"),
+        ("PUT", format!("{accounts}/"), json, "{}", 405, "GET, POST are"),
+        (
+            "GET",
+            format!("{users}/ann/accounts"),
+            None,
+            "",
+            404,
+            "nothing is served at /ann/accounts",
+        ),
     ];
     for (method, url, content_type, body, status, words) in bad {
         let answer = send_raw(method, &url, content_type, body).await;
@@ -359,6 +389,10 @@ async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
         let detail = answer.body["detail"].as_str().unwrap_or_default();
         assert!(detail.contains(words), "{method} {url} {body}: {detail}");
     }
+
+    let huge = format!(r#"{{"id": "bo", "name": "{}"}}"#, "B".repeat(100_000));
+    let answer = send_raw("POST", &format!("{users}/"), json, &huge).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", answer.body);
 
     // Nothing written: no event, and the data as it was.
     assert_eq!((services.last_seq(users).await, services.last_seq(accounts).await), before);
@@ -385,6 +419,52 @@ async fn play_scenario(services: &Services, user: &str) {
     for (method, url, body) in steps {
         let answer = call(method, &url, Some(body)).await;
         assert!(answer.status.is_success(), "{method} {url}: {}", answer.body);
+    }
+}
+
+#[actix_web::test]
+async fn a_created_user_is_found_at_its_location_through_the_gateway_too() {
+    let services = Services::start("location").await;
+    let created = awc::Client::default()
+        .post(format!("{}/", services.users))
+        .send_json(&json!({ "id": "ann", "name": "Ann" }))
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    // Relative to the URL called: /ann here, /api/users/ann through the gateway.
+    assert_eq!(created.headers().get("location").unwrap(), "ann");
+}
+
+#[actix_web::test]
+async fn reports_say_so_when_a_feed_has_fewer_events_than_they_applied() {
+    let services = Services::start("replaced").await;
+    let port = free_port();
+    let (_reports, _) = services.reports(port, &[]);
+    call("POST", &format!("{}/", services.users), Some(json!({ "id": "ann", "name": "Ann" })))
+        .await;
+    call("POST", &format!("{}/", services.users), Some(json!({ "id": "bo", "name": "Bo" }))).await;
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    wait_for_status(&health, "applied events up to 2 of 2").await;
+
+    // A second users service on a new, empty database, registered too:
+    // one feed of two has fewer events than the reports applied.
+    let other = DataDir::new("replaced-users");
+    let env = [other.env(), ("REGISTRY_URL", services.registry.clone())];
+    let (_users, mut lines) = spawn(&["users", "--port", &free_port().to_string()], &env);
+    line_with(&mut lines, "registered with the registry").await;
+    wait_for_status(&health, "was its database replaced?").await;
+}
+
+/// Waits until the health document at `url` holds `text`.
+async fn wait_for_status(url: &str, text: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let answer = try_call("GET", url, None).await;
+        if answer.as_ref().is_ok_and(|a| a.body.to_string().contains(text)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} never said {text:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
