@@ -158,11 +158,8 @@ impl Follower {
                     // After a start or a failure, the first request does not
                     // wait: it says at once whether the feed answers.
                     let wait = if following { FEED_WAIT } else { Duration::ZERO };
-                    match self.follow_once(&client, applied, wait).await {
+                    match self.follow_once(&client, applied, wait, !following).await {
                         Ok(()) => {
-                            if !following {
-                                info!("following the {feed} feed, after event {applied}");
-                            }
                             (following, trouble) = (true, None);
                             continue;
                         }
@@ -178,13 +175,15 @@ impl Follower {
         }
     }
 
-    /// Asks the feed for the events after `applied` and applies them; what
-    /// went wrong, if anything, as the health document says it.
+    /// Asks the feed for the events after `applied` and applies them (with
+    /// `announce`, says first that the feed answers); what went wrong, if
+    /// anything, as the health document says it.
     async fn follow_once(
         &self,
         client: &awc::Client,
         applied: i64,
         wait: Duration,
+        announce: bool,
     ) -> Result<(), String> {
         let feed = self.feed;
         let page = match self.next_page(client, applied, wait).await {
@@ -195,6 +194,9 @@ impl Follower {
                 return Err(problem);
             }
         };
+        if announce && page.last_seq >= applied {
+            info!("following the {feed} feed, after event {applied}");
+        }
         if page.last_seq < applied {
             // Fewer events than the reports have applied: the feed's database
             // was replaced. Following it would skip its next events.
