@@ -24,10 +24,12 @@ fn start(server: impl FnOnce(TcpListener) -> std::io::Result<Server>) -> String 
     url
 }
 
-/// A URL where nothing listens: the port was free a moment ago.
+/// A URL where nothing listens: a port free a moment ago, below the range
+/// the OS hands out for port 0 (32768 and up on Linux, 49152 and up
+/// elsewhere), so that no server another test starts meanwhile can get it.
 fn nothing_listening() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("http://{}", listener.local_addr().unwrap())
+    let free = (20000..30000).find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok());
+    format!("http://127.0.0.1:{}", free.expect("a free port from 20000 to 29999"))
 }
 
 /// An instance whose `/healthz` answers whatever status the test sets.
