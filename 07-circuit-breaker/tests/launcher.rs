@@ -172,19 +172,25 @@ async fn the_launcher_starts_every_service_and_stops_them_all_on_ctrl_c() {
     let (gateway_url, _) = step.listening("gateway").await;
     let catalog = format!("{}/v1/catalog/services", ports[1].1);
     wait_for_body(&catalog, |body| body == r#"{"gateway":[],"service1":[],"service2":[]}"#).await;
-    let aggregate = awc::Client::default()
-        .get(&gateway_url)
-        .insert_header(("authorization", "Bearer workshop-key"))
-        .send()
-        .await
-        .unwrap()
-        .body()
-        .await
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&aggregate)
-            .starts_with(r#"{"services":[{"service":"service1","answer""#)
-    );
+    // The gateway finds service1 once the registry has checked it (within
+    // its check interval): until then, service1's part is an error.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let aggregate = loop {
+        let mut response = awc::Client::default()
+            .get(&gateway_url)
+            .insert_header(("authorization", "Bearer workshop-key"))
+            .send()
+            .await
+            .unwrap();
+        let body = String::from_utf8_lossy(&response.body().await.unwrap()).to_string();
+        if body.contains(r#"{"service":"service1","answer""#)
+            || std::time::Instant::now() > deadline
+        {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(aggregate.starts_with(r#"{"services":[{"service":"service1","answer""#), "{aggregate}");
 
     // Ctrl-C reaches only the launcher here (a terminal would signal every
     // process of the step): the launcher must stop its services itself.

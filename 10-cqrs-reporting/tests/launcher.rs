@@ -189,20 +189,29 @@ async fn the_launcher_starts_every_service_and_stops_them_all_on_ctrl_c() {
     let (gateway_url, _) = step.listening("gateway").await;
     let catalog = format!("{}/v1/catalog/services", ports[1].1);
     wait_for_body(&catalog, |body| body == r#"{"accounts":[],"gateway":[],"reports":[],"service1":[],"service2":[],"users":[]}"#).await;
-    let aggregate = awc::Client::default()
-        .get(&gateway_url)
-        .insert_header(("authorization", "Bearer workshop-key"))
-        .send()
-        .await
-        .unwrap()
-        .body()
-        .await
-        .unwrap();
-    let aggregate = String::from_utf8_lossy(&aggregate);
-    for service in ["accounts", "reports", "service1", "service2", "users"] {
-        let part = format!(r#"{{"service":"{service}","answer""#);
-        assert!(aggregate.contains(&part), "{aggregate}");
-    }
+    // The gateway finds a service once the registry has checked it (within
+    // its check interval): until then, its part is an error.
+    let services = ["accounts", "reports", "service1", "service2", "users"];
+    let found = |body: &str| {
+        services
+            .iter()
+            .all(|service| body.contains(&format!(r#"{{"service":"{service}","answer""#)))
+    };
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let aggregate = loop {
+        let mut response = awc::Client::default()
+            .get(&gateway_url)
+            .insert_header(("authorization", "Bearer workshop-key"))
+            .send()
+            .await
+            .unwrap();
+        let body = String::from_utf8_lossy(&response.body().await.unwrap()).to_string();
+        if found(&body) || std::time::Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(found(&aggregate), "{aggregate}");
 
     // Ctrl-C reaches only the launcher here (a terminal would signal every
     // process of the step): the launcher must stop its services itself.
