@@ -72,7 +72,7 @@ fn describe() {
     describe_counter!(
         "upstream_requests_total",
         "Calls to other services, by the service called and how they ended: the class of \
-         the status answered (2xx, 4xx, 5xx), no_answer or timeout."
+         the status answered (2xx, 3xx, 4xx, 5xx), no_answer or timeout."
     );
     describe_histogram!(
         "upstream_request_duration_seconds",

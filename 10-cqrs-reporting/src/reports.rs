@@ -36,8 +36,9 @@ use crate::{Check, Discovery, Health, HealthOverride, Problem, RegistrationOptio
 
 pub const NAME: &str = "reports";
 
-/// The feeds the reports follow: the services that own the data.
-const FEEDS: [&str; 2] = ["users", "accounts"];
+/// The feeds the reports follow (the services that own the data), and the
+/// name of each one's check in the health document.
+const FEEDS: [(&str, &str); 2] = [("users", "feed:users"), ("accounts", "feed:accounts")];
 
 /// The reports service's options; each can also be set in the environment.
 #[derive(clap::Args, Debug, Clone)]
@@ -100,7 +101,7 @@ pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     let store = Store::open(&options.store, NAME, SCHEMA).map_err(io::Error::other)?;
     let progress = Arc::new(Progress::default());
     let registry_url = options.registration.registry_url.clone();
-    for feed in FEEDS {
+    for (feed, _) in FEEDS {
         let follower = Follower {
             feed,
             store: store.clone(),
@@ -414,10 +415,9 @@ async fn healthz(
     let now: HashMap<&str, FeedProgress> = progress.0.lock().expect("progress").clone();
     let checks = FEEDS
         .iter()
-        .map(|feed| {
+        .map(|(feed, check)| {
             let state = now.get(feed).cloned().unwrap_or_default();
-            let name = if *feed == "users" { "feed:users" } else { "feed:accounts" };
-            Check::new(name, Health::Warn, async move {
+            Check::new(check, Health::Warn, async move {
                 match (state.problem, state.last_seq) {
                     (Some(problem), _) => {
                         Err(format!("{problem}; the reports have events up to {}", state.applied))
