@@ -294,6 +294,72 @@ async fn the_bare_service_path_reaches_the_service_root() {
 }
 
 #[actix_web::test]
+async fn the_service_sees_the_path_the_gateway_decided_on() {
+    let echo = start_echo();
+    let gateway = start_gateway(options(&echo, &nothing_listening()));
+    let seen = |path: &'static str| {
+        let url = format!("{gateway}/{path}");
+        async move { request("GET", &url).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    // Decoded once at the gateway, and sent on spelt one way.
+    assert_eq!(seen("%73ervice1/%6Frders/a%20b%2Bc").await["path"], "/orders/a%20b%2Bc");
+
+    // What a service could read otherwise than the gateway is refused.
+    for path in ["service1/a%2Fb", "service1/%2e%2e/healthz", "service1/a//b", "service1/%00"] {
+        let mut response = request("GET", &format!("{gateway}/{path}")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+        let problem: Value = response.json().await.unwrap();
+        assert!(problem["detail"].as_str().unwrap().contains("is refused: it has"), "{problem}");
+    }
+}
+
+#[actix_web::test]
+async fn a_client_that_sends_its_body_too_slowly_gets_408_not_504() {
+    let gateway = start_gateway(options(&start_echo(), &nothing_listening()));
+    let mut client =
+        tokio::net::TcpStream::connect(gateway.trim_start_matches("http://")).await.unwrap();
+    // A body announced, and only its first byte sent.
+    let head = "POST /service1/ HTTP/1.1\r\nHost: gateway\r\n\
+                Authorization: Bearer workshop-key\r\nContent-Length: 10\r\n\r\n{";
+    client.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    let read = client.read_to_string(&mut answer);
+    actix_web::rt::time::timeout(Duration::from_secs(30), read).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408 Request Timeout"), "{answer}");
+}
+
+#[actix_web::test]
+async fn a_client_still_sending_its_body_gets_the_answer_and_is_not_left_waiting() {
+    // A service that accepts connections and never reads: the call times
+    // out while the client is still sending a long chunked body.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let mut options = options(&silent_url, &nothing_listening());
+    options.max_body_bytes = 64 * 1024 * 1024;
+    let gateway = start_gateway(options);
+    let mut client =
+        tokio::net::TcpStream::connect(gateway.trim_start_matches("http://")).await.unwrap();
+    let exchange = async {
+        let head = "POST /service1/ HTTP/1.1\r\nHost: gateway\r\n\
+                    Authorization: Bearer workshop-key\r\nTransfer-Encoding: chunked\r\n\r\n";
+        client.write_all(head.as_bytes()).await.unwrap();
+        let chunk = format!("10000\r\n{}\r\n", "a".repeat(0x10000));
+        for _ in 0..320 {
+            client.write_all(chunk.as_bytes()).await.unwrap(); // 20 MiB in all
+        }
+        client.write_all(b"0\r\n\r\n").await.unwrap();
+        let mut answer = vec![0; 64];
+        client.read_exact(&mut answer).await.unwrap();
+        String::from_utf8_lossy(&answer).to_string()
+    };
+    let answer = actix_web::rt::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .expect("the client was left waiting");
+    assert!(answer.starts_with("HTTP/1.1 504 Gateway Timeout"), "{answer}");
+    drop(silent);
+}
+
+#[actix_web::test]
 async fn hop_by_hop_headers_are_not_forwarded() {
     let echo = start_echo();
     let gateway = start_gateway(options(&nothing_listening(), &echo));

@@ -315,6 +315,102 @@ async fn the_bare_service_path_reaches_the_service_root() {
 }
 
 #[actix_web::test]
+async fn the_service_sees_the_path_the_gateway_decided_on() {
+    let echo = start_echo();
+    let gateway = start_gateway_with(&[("service1", &echo)]).await;
+    let seen = |path: &'static str| {
+        let url = format!("{gateway}/api/{path}");
+        async move { request("GET", &url).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    // Decoded once at the gateway, and sent on spelt one way.
+    assert_eq!(seen("%73ervice1/%6Frders/a%20b%2Bc").await["path"], "/orders/a%20b%2Bc");
+
+    // What a service could read otherwise than the gateway is refused.
+    for path in ["service1/a%2Fb", "service1/%2e%2e/healthz", "service1/a//b", "service1/%00"] {
+        let mut response = request("GET", &format!("{gateway}/api/{path}")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+        let problem: Value = response.json().await.unwrap();
+        assert!(problem["detail"].as_str().unwrap().contains("is refused: it has"), "{problem}");
+    }
+}
+
+#[actix_web::test]
+async fn a_service_listed_lately_is_a_503_not_a_404_while_the_registry_forgets_it() {
+    let registry_url = start(registry::server);
+    let echo = start_echo();
+    register_passing(&registry_url, "service1", &echo).await;
+    let gateway = start_gateway(options(&registry_url));
+    assert_eq!(
+        request("GET", &format!("{gateway}/api/service1/")).send().await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    // As after a restart of the registry: it lists no service1 for a moment.
+    let id = format!("service1-{}", echo.trim_start_matches("http://"));
+    let forgotten = format!("{registry_url}/v1/agent/service/deregister/{id}");
+    awc::Client::default().put(forgotten).send().await.unwrap();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let response = loop {
+        let response = request("GET", &format!("{gateway}/api/service1/")).send().await.unwrap();
+        if response.status() != StatusCode::CREATED {
+            break response; // once the gateway's second of memory is over
+        }
+        assert!(std::time::Instant::now() < deadline, "the gateway never noticed");
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(header(&response, "retry-after").is_some());
+}
+
+#[actix_web::test]
+async fn a_client_that_sends_its_body_too_slowly_gets_408_not_504() {
+    let gateway = start_gateway_with(&[("service1", &start_echo())]).await;
+    let mut client =
+        tokio::net::TcpStream::connect(gateway.trim_start_matches("http://")).await.unwrap();
+    // A body announced, and only its first byte sent.
+    let head = "POST /api/service1/ HTTP/1.1\r\nHost: gateway\r\n\
+                Authorization: Bearer workshop-key\r\nContent-Length: 10\r\n\r\n{";
+    client.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    let read = client.read_to_string(&mut answer);
+    actix_web::rt::time::timeout(Duration::from_secs(30), read).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408 Request Timeout"), "{answer}");
+}
+
+#[actix_web::test]
+async fn a_client_still_sending_its_body_gets_the_answer_and_is_not_left_waiting() {
+    // A service that accepts connections and never reads: the call times
+    // out while the client is still sending a long chunked body.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let registry_url = start(registry::server);
+    register_passing(&registry_url, "service1", &silent_url).await;
+    let mut options = options(&registry_url);
+    options.max_body_bytes = 64 * 1024 * 1024;
+    let gateway = start_gateway(options);
+    let mut client =
+        tokio::net::TcpStream::connect(gateway.trim_start_matches("http://")).await.unwrap();
+    let exchange = async {
+        let head = "POST /api/service1/ HTTP/1.1\r\nHost: gateway\r\n\
+                    Authorization: Bearer workshop-key\r\nTransfer-Encoding: chunked\r\n\r\n";
+        client.write_all(head.as_bytes()).await.unwrap();
+        let chunk = format!("10000\r\n{}\r\n", "a".repeat(0x10000));
+        for _ in 0..320 {
+            client.write_all(chunk.as_bytes()).await.unwrap(); // 20 MiB in all
+        }
+        client.write_all(b"0\r\n\r\n").await.unwrap();
+        let mut answer = vec![0; 64];
+        client.read_exact(&mut answer).await.unwrap();
+        String::from_utf8_lossy(&answer).to_string()
+    };
+    let answer = actix_web::rt::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .expect("the client was left waiting");
+    assert!(answer.starts_with("HTTP/1.1 504 Gateway Timeout"), "{answer}");
+    drop(silent);
+}
+
+#[actix_web::test]
 async fn hop_by_hop_headers_are_not_forwarded() {
     let echo = start_echo();
     let gateway = start_gateway_with(&[("service2", &echo)]).await;

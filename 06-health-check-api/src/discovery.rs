@@ -187,9 +187,14 @@ struct Instances {
     asked_at: Instant,
     urls: Vec<String>,
     next: usize,
+    /// When the registry last listed an instance of the service.
+    last_listed: Option<Instant>,
 }
 
 const REMEMBER_INSTANCES_FOR: Duration = Duration::from_secs(1);
+
+/// How long a service that had instances counts as one that exists.
+const REMEMBER_SERVICES_FOR: Duration = Duration::from_secs(600);
 
 impl Discovery {
     /// Discovery through the registry at `registry_url`; the instances it
@@ -218,8 +223,13 @@ impl Discovery {
                 // The turn goes on from where it was: starting again at the
                 // first instance on every refresh would send a caller that
                 // calls less than once a second to the same instance forever.
-                let next = known.get(service).map_or(0, |before| before.next);
-                let instances = Instances { asked_at: Instant::now(), urls, next };
+                let before = known.get(service);
+                let next = before.map_or(0, |before| before.next);
+                let last_listed = match urls.is_empty() {
+                    true => before.and_then(|before| before.last_listed),
+                    false => Some(Instant::now()),
+                };
+                let instances = Instances { asked_at: Instant::now(), urls, next, last_listed };
                 known.insert(service.to_string(), instances);
             }
             // Better an instance the registry knew a moment ago than none.
@@ -242,6 +252,15 @@ impl Discovery {
                     .with_header(header::RETRY_AFTER, HeaderValue::from_static("5")))
             }
         }
+    }
+
+    /// Whether the registry listed instances of `service` in the last ten
+    /// minutes: if none is listed now, it is down (or the registry has just
+    /// restarted and not heard from it yet), not a name that never existed.
+    pub fn listed_lately(&self, service: &str) -> bool {
+        let known = self.known.lock().expect("discovery cache");
+        let last_listed = known.get(service).and_then(|instances| instances.last_listed);
+        last_listed.is_some_and(|at| at.elapsed() < REMEMBER_SERVICES_FOR)
     }
 
     /// The names of every service registered, whatever their health.

@@ -56,9 +56,9 @@ async fn hello(
     discovery: web::Data<Discovery>,
     breakers: web::Data<Breakers>,
 ) -> Result<HttpResponse, Problem> {
-    // While the circuit is open, answer at once: no lookup, no call.
-    let permit = breakers.of("service2").permit()?;
-    let service2 = discovery.find(&client, "service2").await?;
+    // An instance whose circuit lets calls through; while every instance's
+    // circuit is open, answer at once: no call.
+    let (service2, permit) = breakers.find(&discovery, &client, "service2").await?;
     // The query string goes on to service2, so that ?fail=true reaches it.
     let answer = service2.get_json(&client, &format!("/?{}", request.query_string())).await;
     permit.record(answer.as_ref().is_err_and(Problem::is_upstream_fault));

@@ -13,6 +13,7 @@ use actix_web::{HttpResponse, web};
 use common::{breaker_options, register_passing, registration};
 use serde_json::{Value, json};
 use step07_circuit_breaker::{gateway, registry, service1, service2};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
 mod common;
@@ -115,8 +116,13 @@ async fn call(gateway_url: &str, path: &str) -> (StatusCode, Option<String>, Val
     (response.status(), retry_after, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
+/// The circuit of the one instance of `service` the gateway called.
 async fn circuit(gateway_url: &str, service: &str) -> Value {
-    call(gateway_url, "/breakers").await.2[service].clone()
+    let circuits = call(gateway_url, "/breakers").await.2[service].clone();
+    let instances: Vec<&Value> =
+        circuits.as_object().into_iter().flat_map(|c| c.values()).collect();
+    assert_eq!(instances.len(), 1, "one instance's circuit: {circuits}");
+    instances[0].clone()
 }
 
 /// Calls until the circuit has let a call through again (it half-opens on
@@ -150,7 +156,10 @@ async fn failures_in_a_row_open_the_circuit_and_then_no_call_is_made() {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(retry_after.as_deref(), Some("1"), "at most 1 s, rounded up");
         assert!(
-            problem["detail"].as_str().unwrap().starts_with("the circuit for service2 is open")
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("the circuit for service2 at {} is open", fake.url))
         );
     }
     assert_eq!(fake.calls(), 3, "no call reaches the service while the circuit is open");
@@ -261,35 +270,55 @@ async fn root_falls_back_to_the_last_answer_and_says_so() {
     let part = &aggregate["services"][0];
     assert_eq!(part["answer"], json!({ "name": "fake", "status": 200 }), "the last answer");
     let why = part["fallback"].as_str().unwrap();
-    assert!(why.starts_with("the circuit for service2 is open"), "{why}");
+    assert!(why.starts_with("the circuit for service2 at "), "{why}");
     assert!(why.contains("this is its last answer, from "), "{why}");
 }
 
 #[actix_web::test]
-async fn a_circuit_does_not_stay_open_for_an_instance_that_is_gone() {
+async fn an_instance_whose_circuit_is_open_is_passed_over_for_the_others() {
     let broken = Fake::start();
     broken.answer(500);
-    let (gateway_url, registry_url) = start_gateway(&[&broken.url]).await;
-    for _ in 0..3 {
-        call(&gateway_url, "/api/service2/").await;
-    }
-    assert_eq!(circuit(&gateway_url, "service2").await["state"], "open");
-
-    // The broken instance leaves; a healthy one arrives. The trial goes to
-    // the new one and closes the circuit.
-    let broken_id = format!("service2-{}", broken.url.trim_start_matches("http://"));
-    awc::Client::default()
-        .put(format!("{registry_url}/v1/agent/service/deregister/{broken_id}"))
-        .send()
-        .await
-        .unwrap();
     let healthy = Fake::start();
-    register_passing(&registry_url, "service2", &healthy.url).await;
+    let (gateway_url, _) = start_gateway(&[&broken.url, &healthy.url]).await;
+    // In turn: the broken instance fails three times, and its circuit opens.
     let deadline = Instant::now() + PATIENCE;
-    while call_until_let_through(&gateway_url, "/api/service2/").await != StatusCode::OK {
-        assert!(Instant::now() < deadline, "the circuit stayed open");
+    while broken.calls() < 3 {
+        call(&gateway_url, "/api/service2/").await;
+        assert!(Instant::now() < deadline, "the broken instance was never called");
+    }
+    let circuits = call(&gateway_url, "/breakers").await.2["service2"].clone();
+    assert_eq!(circuits[&broken.url]["state"], "open", "{circuits}");
+    assert_eq!(circuits[&healthy.url]["state"], "closed", "{circuits}");
+
+    // From then on, the healthy instance takes every call.
+    for _ in 0..6 {
+        assert_eq!(call(&gateway_url, "/api/service2/").await.0, StatusCode::OK);
+    }
+    assert_eq!(broken.calls(), 3, "no call goes to the instance whose circuit is open");
+}
+
+#[actix_web::test]
+async fn a_client_that_sends_its_body_too_slowly_gets_408_and_opens_no_circuit() {
+    let fake = Fake::start();
+    let (gateway_url, _) = start_gateway(&[&fake.url]).await;
+    let address = gateway_url.trim_start_matches("http://");
+    // Three clients announce a body and stop after its first byte.
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
+        let head = "POST /api/service2/ HTTP/1.1\r\nHost: gateway\r\n\
+                    Authorization: Bearer workshop-key\r\nContent-Length: 10\r\n\r\n{";
+        client.write_all(head.as_bytes()).await.unwrap();
+        clients.push(client);
+    }
+    for mut client in clients {
+        let mut answer = String::new();
+        let read = client.read_to_string(&mut answer);
+        actix_web::rt::time::timeout(PATIENCE, read).await.unwrap().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408 Request Timeout"), "{answer}");
     }
     assert_eq!(circuit(&gateway_url, "service2").await["state"], "closed");
+    assert_eq!(call(&gateway_url, "/api/service2/").await.0, StatusCode::OK);
 }
 
 #[actix_web::test]
@@ -325,5 +354,5 @@ async fn service2_fails_on_purpose_and_trips_service1s_circuit() {
     );
     let states: Value =
         client.get(format!("{service1_url}/breakers")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(states["service2"]["state"], "open");
+    assert_eq!(states["service2"][&service2_url]["state"], "open");
 }

@@ -208,11 +208,12 @@ async fn service1_spreads_its_calls_over_every_passing_instance() {
     let b = start_fake_service2(|| HttpResponse::Ok().json(json!({ "name": "b" })));
     let service1_url = start_service1(&[&a, &b]).await;
     let mut answers = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         let (status, _, body) = get(&service1_url).await;
         assert_eq!(status, StatusCode::OK);
+        // Both calls of one request go to one instance, on one permit.
+        assert_eq!(body["first"]["name"], body["second"]["name"], "{body}");
         answers.push(body["first"]["name"].as_str().unwrap().to_string());
-        answers.push(body["second"]["name"].as_str().unwrap().to_string());
     }
     // Round-robin: never the same instance twice in a row.
     assert!(answers.windows(2).all(|pair| pair[0] != pair[1]), "{answers:?}");

@@ -183,14 +183,30 @@ pub fn record_call(upstream: &str, answered: Option<StatusCode>, timed_out: bool
 
 /// The circuit for `upstream` is now in `state` (`closed`, `half_open` or
 /// `open`); it was in `before`.
-pub fn record_circuit(upstream: &str, state: &'static str, before: Option<&'static str>) {
+pub fn record_circuit(
+    upstream: &str,
+    instance: &str,
+    state: &'static str,
+    before: Option<&'static str>,
+) {
     for each in ["closed", "half_open", "open"] {
         let value = if each == state { 1.0 } else { 0.0 };
-        gauge!("circuit_breaker_state", "upstream" => upstream.to_string(), "state" => each)
-            .set(value);
+        let labels = [("upstream", upstream), ("instance", instance), ("state", each)]
+            .map(|(name, value)| (name, value.to_string()));
+        gauge!("circuit_breaker_state", &labels).set(value);
     }
     if before.is_some_and(|before| before != state) {
-        counter!("circuit_breaker_transitions_total", "upstream" => upstream.to_string(), "to" => state)
-            .increment(1);
+        let labels = [("upstream", upstream), ("instance", instance), ("to", state)]
+            .map(|(name, value)| (name, value.to_string()));
+        counter!("circuit_breaker_transitions_total", &labels).increment(1);
+    }
+}
+
+/// A circuit forgotten (its instance gone) is in no state at all.
+pub fn forget_circuit(upstream: &str, instance: &str) {
+    for each in ["closed", "half_open", "open"] {
+        let labels = [("upstream", upstream), ("instance", instance), ("state", each)]
+            .map(|(name, value)| (name, value.to_string()));
+        gauge!("circuit_breaker_state", &labels).set(0.0);
     }
 }

@@ -1,5 +1,6 @@
-//! Circuit breakers: one per service called, so that a service that keeps
-//! failing is not called at all for a while.
+//! Circuit breakers: one per instance called, so that an instance that
+//! keeps failing is not called at all for a while, and the others of its
+//! service take its calls.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,7 +14,7 @@ use failsafe::failure_policy::ConsecutiveFailures;
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
-use crate::Problem;
+use crate::{Discovery, Problem, Upstream};
 
 /// How the circuit breakers behave; each option can also be set in the
 /// environment.
@@ -33,10 +34,13 @@ pub struct BreakerOptions {
     pub breaker_max_open_for: Duration,
 }
 
-/// A circuit breaker per service this one calls. A service that keeps
-/// failing is not called at all for a while: its callers get an answer at
-/// once instead of waiting for a timeout, and the failing service gets room
-/// to recover instead of more load.
+/// A circuit breaker per instance this service calls. An instance that
+/// keeps failing is not called at all for a while: its callers go to the
+/// other instances of its service, or, when every one is open, get an
+/// answer at once instead of waiting for a timeout; and the failing instance
+/// gets room to recover instead of more load. (One breaker per service
+/// would let one stalled instance open the circuit of its healthy siblings
+/// too.)
 ///
 /// The breakers are failsafe's state machines, with its consecutive
 /// failures policy: `breaker_failures` failures in a row open the circuit
@@ -44,15 +48,18 @@ pub struct BreakerOptions {
 /// workshop makes to say anything), and any success resets the count.
 pub struct Breakers {
     options: BreakerOptions,
-    by_service: Mutex<HashMap<String, Arc<Breaker>>>,
+    /// By instance URL.
+    by_instance: Mutex<HashMap<String, Arc<Breaker>>>,
 }
 
 type StateMachine = failsafe::StateMachine<ConsecutiveFailures<Doubling>, Events>;
 
-/// One service's circuit.
+/// One instance's circuit.
 pub struct Breaker {
     machine: StateMachine,
     events: Events,
+    /// When a call last asked for this circuit: see `FORGET_AFTER`.
+    last_asked: Mutex<Instant>,
     /// failsafe lets every call through while half-open; we let one trial
     /// through at a time, so that a service that is just recovering is not
     /// hit by every waiting caller at once.
@@ -61,14 +68,39 @@ pub struct Breaker {
 
 impl Breakers {
     pub fn new(options: BreakerOptions) -> Self {
-        Breakers { options, by_service: Mutex::new(HashMap::new()) }
+        Breakers { options, by_instance: Mutex::new(HashMap::new()) }
     }
 
-    /// The circuit for `service`, closed the first time it is asked for.
-    pub fn of(&self, service: &str) -> Arc<Breaker> {
-        let mut by_service = self.by_service.lock().expect("breakers");
-        let breaker = by_service.entry(service.to_string()).or_insert_with(|| {
-            let events = Events::new(service, self.options.breaker_failures);
+    /// The next instance of `service` to call, and leave to call it.
+    /// Discovery hands the instances out in turn; one whose circuit is open
+    /// is passed over. Only when every instance's circuit is open is the
+    /// answer a 503, at once, without a call.
+    pub async fn find(
+        &self,
+        discovery: &Discovery,
+        client: &awc::Client,
+        service: &str,
+    ) -> Result<(Upstream, Permit), Problem> {
+        let mut passed_over = Vec::new();
+        loop {
+            let instance = discovery.find(client, service).await?;
+            let breaker = self.of(&instance);
+            // In turn, the same instance again means every one was tried.
+            if passed_over.contains(&instance.url) {
+                return Err(breaker.events.open_problem());
+            }
+            match breaker.permit() {
+                Ok(permit) => return Ok((instance, permit)),
+                Err(_) => passed_over.push(instance.url),
+            }
+        }
+    }
+
+    /// The circuit of `instance`, closed the first time it is asked for.
+    pub fn of(&self, instance: &Upstream) -> Arc<Breaker> {
+        let mut by_instance = self.by_instance.lock().expect("breakers");
+        let breaker = by_instance.entry(instance.url.clone()).or_insert_with(|| {
+            let events = Events::new(instance, self.options.breaker_failures);
             let pauses = Doubling {
                 next: self.options.breaker_open_for,
                 max: self.options.breaker_max_open_for,
@@ -82,32 +114,39 @@ impl Breakers {
             Arc::new(Breaker {
                 machine: machine.build(),
                 events,
+                last_asked: Mutex::new(Instant::now()),
                 trial_in_flight: AtomicBool::new(false),
             })
         });
+        *breaker.last_asked.lock().expect("circuit") = Instant::now();
         breaker.clone()
     }
 
-    /// Every circuit and its state, for `GET /breakers` and health checks.
-    pub fn states(&self) -> BTreeMap<String, Value> {
-        let by_service = self.by_service.lock().expect("breakers");
-        by_service
-            .iter()
-            .map(|(service, breaker)| (service.clone(), breaker.events.to_json()))
-            .collect()
+    /// Every circuit and its state, by service and instance, for
+    /// `GET /breakers` and health checks.
+    pub fn states(&self) -> BTreeMap<String, BTreeMap<String, Value>> {
+        let mut by_instance = self.by_instance.lock().expect("breakers");
+        by_instance.retain(|_, breaker| !breaker.forgotten());
+        let mut states: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+        for (url, breaker) in by_instance.iter() {
+            let service = breaker.events.0.service.clone();
+            states.entry(service).or_default().insert(url.clone(), breaker.events.to_json());
+        }
+        states
     }
 
-    /// A health check: warn while a circuit is open (calls to that service
+    /// A health check: warn while a circuit is open (calls to that instance
     /// fail fast, so this one is degraded).
     pub fn check(&self) -> Result<String, String> {
-        let open: Vec<String> = self
-            .states()
-            .into_iter()
-            .filter(|(_, state)| state["state"] != "closed")
-            .map(|(service, state)| {
-                format!("{service} ({})", state["state"].as_str().unwrap_or(""))
-            })
-            .collect();
+        let mut open = Vec::new();
+        for (service, instances) in self.states() {
+            for (url, state) in instances.iter().filter(|(_, state)| state["state"] != "closed") {
+                open.push(format!(
+                    "{service} at {url} ({})",
+                    state["state"].as_str().unwrap_or("")
+                ));
+            }
+        }
         if open.is_empty() {
             Ok("every circuit is closed".to_string())
         } else {
@@ -116,13 +155,27 @@ impl Breakers {
     }
 }
 
+/// A circuit not asked for in this long is forgotten: its instance is gone
+/// (discovery leaves out instances that are critical or deregistered) or no
+/// longer called, and an open circuit for it would keep this service's
+/// health at warn for nothing. One that comes back starts closed.
+const FORGET_AFTER: Duration = Duration::from_secs(60);
+
 impl Breaker {
-    /// Asks to call the service: at once 503 with Retry-After while the
+    fn forgotten(&self) -> bool {
+        let idle = self.last_asked.lock().expect("circuit").elapsed() > FORGET_AFTER;
+        if idle {
+            crate::monitoring::forget_circuit(&self.events.0.service, &self.events.0.instance);
+        }
+        idle
+    }
+
+    /// Asks to call the instance: at once 503 with Retry-After while the
     /// circuit is open (no call is made at all), or a permit to call, on
     /// which the caller records how the call went.
     pub fn permit(self: &Arc<Self>) -> Result<Permit, Problem> {
         // Each decision is an event in the request's trace (and a debug log line).
-        let service = &self.events.0.service;
+        let service = &self.events.0.name;
         if !self.machine.is_call_permitted() {
             debug!(circuit = "open", "circuit for {service} is open: no call made");
             return Err(self.events.open_problem());
@@ -200,6 +253,9 @@ struct Events(Arc<CircuitLog>);
 
 struct CircuitLog {
     service: String,
+    instance: String,
+    /// "service2 at http://127.0.0.1:3003", for messages.
+    name: String,
     failures_to_open: u32,
     inner: Mutex<(State, Option<Instant>)>,
     /// How long failsafe chose to keep the circuit open this time.
@@ -208,10 +264,13 @@ struct CircuitLog {
 }
 
 impl Events {
-    fn new(service: &str, failures_to_open: u32) -> Self {
-        crate::monitoring::record_circuit(service, State::Closed.label(), None);
+    fn new(instance: &Upstream, failures_to_open: u32) -> Self {
+        let (service, url) = (&instance.name, &instance.url);
+        crate::monitoring::record_circuit(service, url, State::Closed.label(), None);
         Events(Arc::new(CircuitLog {
-            service: service.to_string(),
+            service: service.clone(),
+            instance: url.clone(),
+            name: format!("{service} at {url}"),
             failures_to_open,
             inner: Mutex::new((State::Closed, None)),
             pause: Mutex::new(Duration::ZERO),
@@ -227,7 +286,8 @@ impl Events {
     fn change(&self, state: State, open_until: Option<Instant>) -> State {
         let mut inner = self.0.inner.lock().expect("circuit");
         let before = std::mem::replace(&mut *inner, (state, open_until)).0;
-        crate::monitoring::record_circuit(&self.0.service, state.label(), Some(before.label()));
+        let (service, instance) = (&self.0.service, &self.0.instance);
+        crate::monitoring::record_circuit(service, instance, state.label(), Some(before.label()));
         before
     }
 
@@ -239,7 +299,7 @@ impl Events {
         let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
         let detail = format!(
             "the circuit for {} is open: it failed too often; try again in {seconds} s",
-            self.0.service
+            self.0.name
         );
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail)
             .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
@@ -271,7 +331,7 @@ impl failsafe::Instrument for Events {
     fn on_open(&self) {
         let pause = *self.0.pause.lock().expect("circuit");
         let before = self.change(State::Open, Some(Instant::now() + pause));
-        let service = &self.0.service;
+        let service = &self.0.name;
         let pause = humantime::format_duration(pause);
         match before {
             State::HalfOpen => warn!(
@@ -286,13 +346,13 @@ impl failsafe::Instrument for Events {
 
     fn on_half_open(&self) {
         self.change(State::HalfOpen, None);
-        info!("circuit for {} is HALF-OPEN: one trial call goes through", self.0.service);
+        info!("circuit for {} is HALF-OPEN: one trial call goes through", self.0.name);
     }
 
     fn on_closed(&self) {
         // failsafe also calls this when the circuit is created: nothing to say.
         if self.change(State::Closed, None) != State::Closed {
-            info!("circuit for {} is CLOSED again: the trial call succeeded", self.0.service);
+            info!("circuit for {} is CLOSED again: the trial call succeeded", self.0.name);
         }
     }
 }

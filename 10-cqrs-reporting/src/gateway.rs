@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io;
 use std::net::TcpListener;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use actix_web::body::{MessageBody, SizedStream};
@@ -21,9 +23,13 @@ use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, Accept, Header as _, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::{Next, from_fn};
+use actix_web::web::Bytes;
 use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse, ResponseError, mime, web};
+use awc::error::SendRequestError;
+use futures_util::Stream;
 use futures_util::StreamExt;
 use futures_util::future::join_all;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use quick_xml::escape::escape;
 use serde::Serialize;
 use serde_json::Value;
@@ -32,7 +38,7 @@ use tracing::Instrument;
 
 use crate::{
     BreakerOptions, Breakers, Check, Discovery, Health, HealthOverride, Problem,
-    RegistrationOptions, monitoring, telemetry,
+    RegistrationOptions, Upstream, monitoring, telemetry,
 };
 use monitoring::Route;
 
@@ -251,8 +257,7 @@ async fn ask(
     client: &awc::Client,
     service: &str,
 ) -> Result<Value, Problem> {
-    let instance = gateway.discovery.find(client, service).await?;
-    let permit = breakers.of(service).permit()?;
+    let (instance, permit) = breakers.find(&gateway.discovery, client, service).await?;
     let answer = instance.get_json(client, "/").await;
     permit.record(answer.as_ref().is_err_and(Problem::is_upstream_fault));
     answer
@@ -371,7 +376,10 @@ async fn proxy(
     let Some(path) = request.path().strip_prefix("/api/").filter(|path| !path.is_empty()) else {
         return Err(no_route(&request));
     };
-    let (name, rest) = path.split_once('/').unwrap_or((path, ""));
+    let (name, rest) = match decode_path(path)?.split_first() {
+        Some((name, rest)) => (name.clone(), rest.to_vec()),
+        None => return Err(no_route(&request)),
+    };
     // The request's span is named after the service, not the whole path:
     // "GET /api/service1", one name per service however many paths it has.
     telemetry::rename_request_span(
@@ -380,20 +388,26 @@ async fn proxy(
     );
     // And counted under that route, for Prometheus.
     request.extensions_mut().insert(Route("/api/{service}/{path}"));
-    // A service's health endpoints are for the registry and its operators,
-    // its metrics for Prometheus: not for the gateway's clients.
-    if rest.starts_with("healthz") || rest.starts_with("metrics") {
-        let detail =
-            "the gateway does not pass on calls to a service's health or metrics endpoints";
+    if rest.first().is_some_and(|first| INTERNAL_PATHS.contains(&first.as_str())) {
+        let detail = format!(
+            "the gateway does not pass on calls to a service's own endpoints ({})",
+            INTERNAL_PATHS.join(", ")
+        );
         return Err(Problem::new(StatusCode::NOT_FOUND, detail));
     }
-    let service = match gateway.discovery.find(&client, name).await {
-        Ok(service) => service,
+    // While the circuits of all its instances are open, answer at once: no call at all.
+    let (service, permit) = match breakers.find(&gateway.discovery, &client, &name).await {
+        Ok(found) => found,
         // No passing instance: is the service down (503), or is there no
         // such service at all (404)?
         Err(problem) if problem.status == StatusCode::SERVICE_UNAVAILABLE.as_u16() => {
+            // Listed lately: down for now (503, try again), not unknown. A
+            // registry that has just restarted lists nothing for a moment.
+            if gateway.discovery.listed_lately(&name) {
+                return Err(problem);
+            }
             let registered = gateway.discovery.services(&client).await?;
-            if registered.iter().any(|registered| registered == name) {
+            if registered.contains(&name) {
                 return Err(problem);
             }
             let detail = format!(
@@ -404,10 +418,7 @@ async fn proxy(
         }
         Err(problem) => return Err(problem),
     };
-    // After discovery, so that only services that exist get a circuit.
-    // While it is open, answer at once: no call at all.
-    let permit = breakers.of(&service.name).permit()?;
-    let mut url = format!("{}/{rest}", service.url);
+    let mut url = format!("{}/{}", service.url, encode_path(&rest));
     if let Some(query) = request.uri().query() {
         url = format!("{url}?{query}");
     }
@@ -442,19 +453,14 @@ async fn proxy(
     let span = telemetry::client_span(request.method(), &service.name, &url);
     telemetry::inject_trace_context(&span, outgoing.headers_mut());
 
-    // Count the body as it streams through: a client that sends more than
-    // the limit without saying so up front is cut off too.
-    let over_limit = Rc::new(Cell::new(false));
-    let (limit, flag, mut received) = (gateway.max_body_bytes, over_limit.clone(), 0);
-    let body = body.map(move |chunk| {
-        let chunk = chunk?;
-        received += chunk.len() as u64;
-        if received > limit {
-            flag.set(true);
-            return Err(PayloadError::Overflow);
-        }
-        Ok(chunk)
-    });
+    // Count the body as it streams through (a client that sends more than
+    // the limit without saying so up front is cut off too), and note whose
+    // turn it was when a call fails: a call that times out while the
+    // gateway waits for more of the body from the client is the client's
+    // doing, not the service's.
+    let progress = Rc::new(Cell::new(BodyProgress::Flowing));
+    let limit = gateway.max_body_bytes;
+    let body = ForwardedBody { payload: body, received: 0, limit, progress: progress.clone() };
     let send = async {
         match declared_length {
             Some(length) => outgoing.send_body(SizedStream::new(length, body)).await,
@@ -466,10 +472,14 @@ async fn proxy(
     };
     let started = Instant::now();
     let sent = send.instrument(span.clone()).await;
-    let upstream = match sent {
-        Ok(upstream) => upstream,
-        Err(_) if over_limit.get() => return Err(too_large()),
-        Err(error) => {
+    let upstream = match (sent, progress.get()) {
+        (Ok(upstream), _) => upstream,
+        (Err(_), BodyProgress::OverLimit) => return Err(too_large()),
+        // Not the service's failure: its circuit is left alone.
+        (Err(SendRequestError::Timeout), BodyProgress::WaitingForClient) => {
+            return Err(body_too_slow(&service));
+        }
+        (Err(error), _) => {
             permit.record(true);
             let problem = service.failed(error);
             telemetry::record_failure(&span, &problem);
@@ -490,6 +500,51 @@ async fn proxy(
     Ok(response.streaming(upstream.timeout(service.timeout)))
 }
 
+/// A service's own endpoints, for the workshop's machinery rather than its
+/// clients: health for the registry, breakers and metrics for operators and
+/// Prometheus, event feeds for the reports service. Not passed on.
+const INTERNAL_PATHS: [&str; 4] = ["healthz", "breakers", "metrics", "events"];
+
+/// The segments of a path as a service will read them: percent-decoded.
+/// Whatever the gateway decides about a path (which service, whether it is
+/// internal) it decides on these, and `encode_path` sends them on spelt one
+/// way: to a service, "%68ealthz" is "healthz", so it must be here too.
+/// What a service could read otherwise than the gateway (`.` and `..`, an
+/// encoded `/`, an empty segment inside the path) is refused.
+fn decode_path(raw: &str) -> Result<Vec<String>, Problem> {
+    let segments: Vec<&str> = raw.split('/').collect();
+    let last = segments.len() - 1;
+    let refuse = |why: &str| {
+        let detail = format!("the path is refused: {why}");
+        Problem::new(StatusCode::BAD_REQUEST, detail)
+    };
+    let decode = |(at, segment): (usize, &&str)| {
+        let decoded = percent_decode_str(segment)
+            .decode_utf8()
+            .map_err(|_| refuse("it is not UTF-8 once decoded"))?;
+        match &*decoded {
+            "" if at < last => Err(refuse("it has an empty segment (//)")),
+            "." | ".." => Err(refuse("it has a . or .. segment")),
+            text if text.contains('/') => Err(refuse("it has an encoded / (%2F)")),
+            text if text.chars().any(char::is_control) => Err(refuse("it has a control character")),
+            _ => Ok(decoded.into_owned()),
+        }
+    };
+    segments.iter().enumerate().map(decode).collect()
+}
+
+/// Bytes a path segment is sent with as they are (RFC 3986's unreserved
+/// characters); every other one is percent-encoded.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+fn encode_path(segments: &[String]) -> String {
+    let encoded: Vec<String> = segments
+        .iter()
+        .map(|segment| utf8_percent_encode(segment, UNRESERVED).to_string())
+        .collect();
+    encoded.join("/")
+}
+
 /// X-Forwarded-For, -Proto and -Host tell the service who the client was
 /// and what it asked for, which the service cannot see behind a proxy.
 fn forwarded_for(request: &HttpRequest) -> [(HeaderName, HeaderValue); 3] {
@@ -507,6 +562,68 @@ fn forwarded_for(request: &HttpRequest) -> [(HeaderName, HeaderValue); 3] {
 }
 
 const EMPTY: HeaderValue = HeaderValue::from_static("");
+
+/// Where a request's body was, on its way through the gateway.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyProgress {
+    /// Passed on as fast as it came (or there was none).
+    Flowing,
+    /// The gateway was waiting for the client to send more of it.
+    WaitingForClient,
+    /// More than the gateway's limit came.
+    OverLimit,
+}
+
+/// The request's body on its way to the service: counted against the
+/// limit, and noting in `progress` whose turn it is.
+struct ForwardedBody {
+    payload: web::Payload,
+    received: u64,
+    limit: u64,
+    progress: Rc<Cell<BodyProgress>>,
+}
+
+impl Stream for ForwardedBody {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.payload.poll_next_unpin(cx);
+        let progress = match &polled {
+            Poll::Pending => BodyProgress::WaitingForClient,
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.received += chunk.len() as u64;
+                if self.received > self.limit {
+                    self.progress.set(BodyProgress::OverLimit);
+                    return Poll::Ready(Some(Err(PayloadError::Overflow)));
+                }
+                BodyProgress::Flowing
+            }
+            Poll::Ready(_) => BodyProgress::Flowing,
+        };
+        self.progress.set(progress);
+        polled
+    }
+}
+
+/// Dropped before all of it came (the call failed), the body is left to
+/// actix, which then reads and discards the rest. But actix stops reading
+/// while its buffer is full and waits to be woken by a read, which would
+/// never come: a client still sending would wait for ever. One more read
+/// wakes it.
+impl Drop for ForwardedBody {
+    fn drop(&mut self) {
+        let mut anyone = Context::from_waker(futures_util::task::noop_waker_ref());
+        let _ = self.payload.poll_next_unpin(&mut anyone);
+    }
+}
+
+/// A client that sends its body too slowly (or stops) gets 408. (actix
+/// closes the connection after it: the rest of the body was never read.)
+fn body_too_slow(service: &Upstream) -> Problem {
+    let timeout = humantime::format_duration(service.timeout);
+    let detail = format!("the request's body did not arrive within {timeout}");
+    Problem::new(StatusCode::REQUEST_TIMEOUT, detail)
+}
 
 fn no_route(request: &HttpRequest) -> Problem {
     let detail =

@@ -77,19 +77,18 @@ async fn hello(
     if longest > 0 {
         actix_web::rt::time::sleep(Duration::from_micros(fastrand::u64(0..=longest))).await;
     }
-    // While the circuit is open, answer at once: no lookup, no call. One
-    // permit for both calls: they succeed or fail together.
-    let permit = breakers.of("service2").permit()?;
-    let (one, other) =
-        (discovery.find(&client, "service2").await?, discovery.find(&client, "service2").await?);
+    // An instance whose circuit lets calls through; while every instance's
+    // circuit is open, answer at once: no call. Both calls go to that
+    // instance, on one permit: they succeed or fail together.
+    let (service2, permit) = breakers.find(&discovery, &client, "service2").await?;
     // The query string goes on to service2, so that ?fail=true reaches it.
     let query = match request.query_string() {
         "" => String::new(),
         query => format!("?{query}"),
     };
     let (first, second) = join(
-        one.get_json(&client, &format!("/first{query}")),
-        other.get_json(&client, &format!("/second{query}")),
+        service2.get_json(&client, &format!("/first{query}")),
+        service2.get_json(&client, &format!("/second{query}")),
     )
     .await;
     let failed =
