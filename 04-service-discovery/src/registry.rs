@@ -13,17 +13,21 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actix_web::dev::Server;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::{Next, from_fn};
 use actix_web::web::{self, Bytes};
-use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder};
+use actix_web::{Error, FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 use tracing::info;
 
@@ -35,6 +39,12 @@ pub struct Options {
     /// Port to listen on (8500 is Consul's: a real Consul agent can stand in)
     #[arg(long, env = "REGISTRY_PORT", default_value_t = 8500)]
     pub port: u16,
+
+    /// The token every write (register, deregister, check report) must carry
+    /// as "X-Consul-Token: <token>". Needed when listening on an address
+    /// other machines can reach; on 127.0.0.1 writes need no token
+    #[arg(long, env = "REGISTRY_ACL_TOKEN", hide_env_values = true)]
+    pub acl_token: Option<String>,
 }
 
 /// How often the registry looks for TTLs that ran out and for instances
@@ -49,8 +59,18 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 const NODE: &str = "workshop";
 const DATACENTER: &str = "dc1";
 
+/// The registry without an ACL token: on a loopback address only.
 pub fn server(listener: TcpListener) -> io::Result<Server> {
-    let registry = web::Data::new(Registry::new());
+    server_with_acl_token(listener, None)
+}
+
+/// The registry; with `acl_token`, only clients that send it can write.
+pub fn server_with_acl_token(
+    listener: TcpListener,
+    acl_token: Option<String>,
+) -> io::Result<Server> {
+    let acl_token = choose_acl_token(&listener, acl_token)?;
+    let registry = web::Data::new(Registry::new(acl_token));
     actix_web::rt::spawn(sweep(registry.clone().into_inner()));
     crate::serve(listener, move |routes| {
         routes
@@ -71,6 +91,30 @@ pub fn server(listener: TcpListener) -> io::Result<Server> {
     })
 }
 
+/// On a loopback address only this machine can write, as the workshop's
+/// commands expect; anywhere else anyone could register a fake instance of
+/// a service and be sent its traffic.
+pub fn choose_acl_token(
+    listener: &TcpListener,
+    configured: Option<String>,
+) -> io::Result<Option<String>> {
+    let address = listener.local_addr()?;
+    match configured {
+        Some(token) if token.is_empty() => Err(io::Error::other(
+            "its ACL token is empty: set REGISTRY_ACL_TOKEN to a secret of your own, or leave \
+             it unset on 127.0.0.1",
+        )),
+        Some(token) => Ok(Some(token)),
+        None if address.ip().is_loopback() => Ok(None),
+        None => Err(io::Error::other(format!(
+            "it listens on {address}, which other machines can reach, and has no ACL token: \
+             anyone could register a fake instance and be sent its traffic. Set a secret token \
+             with REGISTRY_ACL_TOKEN=<TOKEN> (or `registry --acl-token <TOKEN>` when it runs \
+             alone), and give the services the same with REGISTRY_TOKEN=<TOKEN>."
+        ))),
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The state: instances and their checks, and an index that counts changes.
 // ---------------------------------------------------------------------------
@@ -79,6 +123,8 @@ struct Registry {
     state: Mutex<State>,
     /// The index after every change, for blocking queries to wait on.
     changes: watch::Sender<u64>,
+    /// What a write must carry as X-Consul-Token, if anything.
+    acl_token: Option<String>,
 }
 
 struct State {
@@ -139,7 +185,7 @@ impl Status {
 }
 
 impl Registry {
-    fn new() -> Registry {
+    fn new(acl_token: Option<String>) -> Registry {
         // Seeded from the clock, so that a restarted registry never hands
         // out an index a client saw before the restart.
         let index =
@@ -147,17 +193,24 @@ impl Registry {
         Registry {
             state: Mutex::new(State { index, instances: BTreeMap::new() }),
             changes: watch::channel(index).0,
+            acl_token,
         }
     }
 
+    /// The state, even after a panic while it was locked: one bad request
+    /// must not make every later one fail.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn read<R>(&self, look: impl FnOnce(&State) -> R) -> R {
-        look(&self.state.lock().expect("registry state"))
+        look(&self.lock())
     }
 
     /// Changes the state; if the change bumped the index, wakes every
     /// blocking query.
     fn write<R>(&self, change: impl FnOnce(&mut State) -> R) -> R {
-        let mut state = self.state.lock().expect("registry state");
+        let mut state = self.lock();
         let before = state.index;
         let result = change(&mut state);
         if state.index != before {
@@ -192,7 +245,7 @@ impl State {
                         }),
                     output: known.map(|check| check.output.clone()).unwrap_or_default(),
                     last_heartbeat: known.and_then(|check| check.last_heartbeat),
-                    ttl_deadline: now + definition.ttl,
+                    ttl_deadline: later(now, definition.ttl),
                     id: definition.id,
                     name: definition.name,
                     status,
@@ -229,7 +282,7 @@ impl State {
     /// restarts the TTL.
     fn report(&mut self, check_id: &str, status: Status, output: String) -> bool {
         let Some((check, _)) = self.check_mut(check_id) else { return false };
-        check.ttl_deadline = Instant::now() + check.ttl;
+        check.ttl_deadline = later(Instant::now(), check.ttl);
         check.last_heartbeat = Some(SystemTime::now());
         self.set_status(check_id, status, output);
         true
@@ -305,6 +358,12 @@ impl State {
     }
 }
 
+/// `now + after`. The bounds on what a client may ask for keep it far from
+/// overflowing; were one missed, a day from now is as good as never.
+fn later(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after).unwrap_or_else(|| now + LONGEST_CHECK_DURATION)
+}
+
 impl Instance {
     fn status(&self) -> Status {
         self.checks
@@ -319,7 +378,11 @@ async fn sweep(registry: Arc<Registry>) {
     let mut ticks = actix_web::rt::time::interval(SWEEP_EVERY);
     loop {
         ticks.tick().await;
-        registry.write(|state| state.sweep(Instant::now()));
+        // A panic here would end the sweeps for good, and every TTL with
+        // them: skip this sweep instead.
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| {
+            registry.write(|state| state.sweep(Instant::now()))
+        }));
     }
 }
 
@@ -345,6 +408,19 @@ struct CheckDefinition {
     ttl: Duration,
     deregister_after: Option<Duration>,
 }
+
+/// The longest TTL or time before deregistration a check may ask for:
+/// longer than any real use, and far from the overflow that a huge one
+/// would cause in the registry's clock arithmetic.
+const LONGEST_CHECK_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The longest service name or ID (and check ID): they are keys, shown on
+/// the dashboard and in URLs, not documents.
+const LONGEST_NAME: usize = 256;
+
+/// The most of a check's output the registry keeps, as Consul does
+/// (`check_output_max_size`): it is for the dashboard, not a store.
+const LONGEST_OUTPUT: usize = 4096;
 
 /// The body of a registration, its keys folded (see `fold_keys`).
 #[derive(Deserialize)]
@@ -391,10 +467,12 @@ fn parse_registration(body: &[u8]) -> Result<Registration, String> {
     let body: RegistrationBody = serde_json::from_value(fold_keys(body)).map_err(decode_failed)?;
 
     let name = body.name.filter(|name| !name.is_empty()).ok_or("Missing service name")?;
+    valid_name("service name", &name)?;
     if body.address == "0.0.0.0" || body.address == "::" || body.address == "[::]" {
         return Err("Invalid service address".to_string());
     }
     let id = body.id.filter(|id| !id.is_empty()).unwrap_or_else(|| name.clone());
+    valid_name("service ID", &id)?;
     let definitions: Vec<CheckBody> = body.check.into_iter().chain(body.checks).collect();
     let several = definitions.len() > 1;
     let mut checks = Vec::new();
@@ -405,9 +483,7 @@ fn parse_registration(body: &[u8]) -> Result<Registration, String> {
             }
             return Err("Invalid check: this registry runs TTL checks only".to_string());
         }
-        let ttl = definition.ttl.as_ref().map(go_duration).transpose()?;
-        let ttl = ttl
-            .filter(|ttl| !ttl.is_zero())
+        let ttl = check_duration("TTL", &definition.ttl, Duration::ZERO)?
             .ok_or("Invalid check: TTL must be > 0 for TTL checks")?;
         let status = match definition.status.as_deref() {
             None | Some("") => Status::Critical,
@@ -415,16 +491,18 @@ fn parse_registration(body: &[u8]) -> Result<Registration, String> {
         };
         let default_id =
             if several { format!("service:{id}:{number}") } else { format!("service:{id}") };
+        let check_id = definition.checkid.filter(|id| !id.is_empty()).unwrap_or(default_id);
+        valid_name("check ID", &check_id)?;
         checks.push(CheckDefinition {
-            id: definition.checkid.filter(|id| !id.is_empty()).unwrap_or(default_id),
+            id: check_id,
             name: definition.name.unwrap_or_else(|| format!("Service '{name}' check")),
             status,
             ttl,
-            deregister_after: definition
-                .deregistercriticalserviceafter
-                .as_ref()
-                .map(go_duration)
-                .transpose()?,
+            deregister_after: check_duration(
+                "DeregisterCriticalServiceAfter",
+                &definition.deregistercriticalserviceafter,
+                Duration::ZERO,
+            )?,
         });
     }
     Ok(Registration {
@@ -458,17 +536,53 @@ fn fold_keys(value: Value) -> Value {
     Value::Object(folded.collect())
 }
 
+/// A name or ID that will be a key, a line on the dashboard and part of a
+/// URL: control characters and a megabyte of text have no place there.
+fn valid_name(what: &str, text: &str) -> Result<(), String> {
+    if text.len() > LONGEST_NAME {
+        return Err(format!("Invalid {what}: longer than {LONGEST_NAME} bytes"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(format!("Invalid {what} {text:?}: it contains control characters"));
+    }
+    Ok(())
+}
+
+/// The duration `field` of a check, if given and not zero, from `shortest`
+/// to `LONGEST_CHECK_DURATION`.
+fn check_duration(
+    field: &str,
+    value: &Option<Value>,
+    shortest: Duration,
+) -> Result<Option<Duration>, String> {
+    let Some(value) = value else { return Ok(None) };
+    let duration =
+        go_duration(value).map_err(|error| format!("Invalid check: {field}: {error}"))?;
+    if duration.is_zero() {
+        return Ok(None);
+    }
+    if duration < shortest || duration > LONGEST_CHECK_DURATION {
+        let longest = humantime::format_duration(LONGEST_CHECK_DURATION);
+        let allowed = match shortest {
+            Duration::ZERO => format!("at most {longest}"),
+            shortest => format!("from {} to {longest}", humantime::format_duration(shortest)),
+        };
+        return Err(format!("Invalid check: {field} must be {allowed}, not {value}"));
+    }
+    Ok(Some(duration))
+}
+
 /// A Go duration as Consul takes it: a string ("10s", "1m30s", "500ms") or
 /// a number of nanoseconds.
 fn go_duration(value: &Value) -> Result<Duration, String> {
     match value {
         Value::String(text) => humantime::parse_duration(text)
-            .map_err(|error| format!("Invalid duration '{text}': {error}")),
+            .map_err(|error| format!("invalid duration '{text}': {error}")),
         Value::Number(nanoseconds) => nanoseconds
             .as_u64()
             .map(Duration::from_nanos)
-            .ok_or(format!("Invalid duration {nanoseconds}")),
-        other => Err(format!("Invalid duration {other}")),
+            .ok_or(format!("invalid duration {nanoseconds}")),
+        other => Err(format!("invalid duration {other}")),
     }
 }
 
@@ -533,6 +647,7 @@ async fn update_check(
 }
 
 fn report(registry: &Registry, check_id: &str, status: Status, output: String) -> HttpResponse {
+    let output = output.chars().take(LONGEST_OUTPUT).collect();
     if registry.write(|state| state.report(check_id, status, output)) {
         HttpResponse::Ok().finish()
     } else {
@@ -804,13 +919,40 @@ async fn dashboard(registry: web::Data<Registry>) -> HttpResponse {
 // Helpers: routes that take one method, and plain-text errors like Consul's.
 // ---------------------------------------------------------------------------
 
+/// A write: PUT only, as in Consul, and only with the ACL token if one is set.
 fn put<F, Args>(path: &str, handler: F) -> Resource
 where
     F: Handler<Args>,
     Args: FromRequest + 'static,
     F::Output: Responder + 'static,
 {
-    web::resource(path).put(handler).default_service(web::to(|| async { wrong_method("PUT") }))
+    web::resource(path)
+        .route(web::put().to(handler).wrap(from_fn(require_acl_token)))
+        .default_service(web::to(|| async { wrong_method("PUT") }))
+}
+
+/// With an ACL token set, a write without it is refused as Consul refuses
+/// it (403 "Permission denied"). Reads stay open: the dashboard, health and
+/// catalog are what a learner watches and what every service asks, and
+/// they show no more than the addresses the services answer on anyway.
+async fn require_acl_token(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let registry =
+        request.app_data::<web::Data<Registry>>().expect("the registry's state is registered");
+    if let Some(token) = &registry.acl_token {
+        let presented = request.headers().get("X-Consul-Token").map(HeaderValue::as_bytes);
+        // A constant-time comparison: how long it takes says nothing about
+        // how much of a guessed token was right.
+        if !presented.is_some_and(|presented| bool::from(presented.ct_eq(token.as_bytes()))) {
+            let message = "Permission denied: writes need the registry's ACL token as \
+                           X-Consul-Token (services: set REGISTRY_TOKEN)";
+            let response = plain(StatusCode::FORBIDDEN, message);
+            return Ok(request.into_response(response).map_into_right_body());
+        }
+    }
+    next.call(request).await.map(ServiceResponse::map_into_left_body)
 }
 
 fn get<F, Args>(path: &str, handler: F) -> Resource
@@ -831,4 +973,23 @@ fn wrong_method(allowed: &'static str) -> HttpResponse {
 
 fn plain(status: StatusCode, message: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status).content_type("text/plain; charset=utf-8").body(message.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_the_state_is_locked_leaves_it_usable() {
+        let registry = Registry::new(None);
+        let panicked = panic::catch_unwind(AssertUnwindSafe(|| {
+            registry.write(|_| panic!("a bug, while the state is locked"));
+        }));
+        assert!(panicked.is_err());
+
+        let entry = br#"{ "Name": "service2", "Check": { "TTL": "10s" } }"#;
+        registry.write(|state| state.register(parse_registration(entry).unwrap()));
+        assert_eq!(registry.read(|state| state.instances.len()), 1, "it still takes writes");
+        registry.write(|state| state.sweep(Instant::now()));
+    }
 }

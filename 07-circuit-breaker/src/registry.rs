@@ -9,7 +9,7 @@
 //! HTTP service discovery targets. Like Consul, it answers errors in plain text,
 //! not problem+json: Consul's clients expect that. Its state is in memory:
 //! a restarted registry starts empty, and services register again within
-//! seconds.
+//! a second.
 //!
 //! It checks the health of what is registered: a TTL check turns critical
 //! when the instance stops reporting, and for an HTTP check the registry
@@ -18,17 +18,21 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actix_web::dev::Server;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::{Next, from_fn};
 use actix_web::web::{self, Bytes};
-use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder};
+use actix_web::{Error, FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 use tracing::info;
 
@@ -42,6 +46,12 @@ pub struct Options {
     /// Port to listen on (8500 is Consul's: a real Consul agent can stand in)
     #[arg(long, env = "REGISTRY_PORT", default_value_t = 8500)]
     pub port: u16,
+
+    /// The token every write (register, deregister, check report) must carry
+    /// as "X-Consul-Token: <token>". Needed when listening on an address
+    /// other machines can reach; on 127.0.0.1 writes need no token
+    #[arg(long, env = "REGISTRY_ACL_TOKEN", hide_env_values = true)]
+    pub acl_token: Option<String>,
 }
 
 /// How often the registry looks for TTLs that ran out and for instances
@@ -56,8 +66,18 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 const NODE: &str = "workshop";
 const DATACENTER: &str = "dc1";
 
+/// The registry without an ACL token: on a loopback address only.
 pub fn server(listener: TcpListener) -> io::Result<Server> {
-    let registry = web::Data::new(Registry::new());
+    server_with_acl_token(listener, None)
+}
+
+/// The registry; with `acl_token`, only clients that send it can write.
+pub fn server_with_acl_token(
+    listener: TcpListener,
+    acl_token: Option<String>,
+) -> io::Result<Server> {
+    let acl_token = choose_acl_token(&listener, acl_token)?;
+    let registry = web::Data::new(Registry::new(acl_token));
     actix_web::rt::spawn(sweep(registry.clone().into_inner()));
     crate::serve(listener, move |routes| {
         routes
@@ -80,6 +100,30 @@ pub fn server(listener: TcpListener) -> io::Result<Server> {
     })
 }
 
+/// On a loopback address only this machine can write, as the workshop's
+/// commands expect; anywhere else anyone could register a fake instance of
+/// a service and be sent its traffic.
+pub fn choose_acl_token(
+    listener: &TcpListener,
+    configured: Option<String>,
+) -> io::Result<Option<String>> {
+    let address = listener.local_addr()?;
+    match configured {
+        Some(token) if token.is_empty() => Err(io::Error::other(
+            "its ACL token is empty: set REGISTRY_ACL_TOKEN to a secret of your own, or leave \
+             it unset on 127.0.0.1",
+        )),
+        Some(token) => Ok(Some(token)),
+        None if address.ip().is_loopback() => Ok(None),
+        None => Err(io::Error::other(format!(
+            "it listens on {address}, which other machines can reach, and has no ACL token: \
+             anyone could register a fake instance and be sent its traffic. Set a secret token \
+             with REGISTRY_ACL_TOKEN=<TOKEN> (or `registry --acl-token <TOKEN>` when it runs \
+             alone), and give the services the same with REGISTRY_TOKEN=<TOKEN>."
+        ))),
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The state: instances and their checks, and an index that counts changes.
 // ---------------------------------------------------------------------------
@@ -88,6 +132,8 @@ struct Registry {
     state: Mutex<State>,
     /// The index after every change, for blocking queries to wait on.
     changes: watch::Sender<u64>,
+    /// What a write must carry as X-Consul-Token, if anything.
+    acl_token: Option<String>,
 }
 
 struct State {
@@ -137,7 +183,7 @@ enum Probe {
 impl Probe {
     fn new(definition: &ProbeDefinition, now: Instant) -> Probe {
         match definition.clone() {
-            ProbeDefinition::Ttl(ttl) => Probe::Ttl { ttl, deadline: now + ttl },
+            ProbeDefinition::Ttl(ttl) => Probe::Ttl { ttl, deadline: later(now, ttl) },
             ProbeDefinition::Http { url, interval, timeout } => {
                 Probe::Http { url, interval, timeout, next_run: now, running: false }
             }
@@ -175,7 +221,7 @@ impl Status {
 }
 
 impl Registry {
-    fn new() -> Registry {
+    fn new(acl_token: Option<String>) -> Registry {
         // Seeded from the clock, so that a restarted registry never hands
         // out an index a client saw before the restart.
         let index =
@@ -183,17 +229,25 @@ impl Registry {
         Registry {
             state: Mutex::new(State { index, instances: BTreeMap::new() }),
             changes: watch::channel(index).0,
+            acl_token,
         }
     }
 
+    /// The state, even after a panic while it was locked: one bad request
+    /// must not make every later one fail. `/healthz` then fails, because
+    /// that panic may have left the state half-changed.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn read<R>(&self, look: impl FnOnce(&State) -> R) -> R {
-        look(&self.state.lock().expect("registry state"))
+        look(&self.lock())
     }
 
     /// Changes the state; if the change bumped the index, wakes every
     /// blocking query.
     fn write<R>(&self, change: impl FnOnce(&mut State) -> R) -> R {
-        let mut state = self.state.lock().expect("registry state");
+        let mut state = self.lock();
         let before = state.index;
         let result = change(&mut state);
         if state.index != before {
@@ -266,7 +320,7 @@ impl State {
     fn report(&mut self, check_id: &str, status: Status, output: String) -> Reported {
         let Some((check, _)) = self.check_mut(check_id) else { return Reported::UnknownCheck };
         let Probe::Ttl { ttl, deadline } = &mut check.probe else { return Reported::NotTtl };
-        *deadline = Instant::now() + *ttl;
+        *deadline = later(Instant::now(), *ttl);
         check.last_checked = Some(SystemTime::now());
         self.set_status(check_id, status, output);
         Reported::Done
@@ -322,7 +376,7 @@ impl State {
                         if !*running && now >= *next_run =>
                     {
                         *running = true;
-                        *next_run = now + *interval;
+                        *next_run = later(now, *interval);
                         due.push(DueCheck {
                             check_id: check.id.clone(),
                             url: url.clone(),
@@ -371,6 +425,12 @@ impl State {
     }
 }
 
+/// `now + after`. The bounds on what a client may ask for keep it far from
+/// overflowing; were one missed, a day from now is as good as never.
+fn later(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after).unwrap_or_else(|| now + LONGEST_CHECK_DURATION)
+}
+
 impl Instance {
     fn status(&self) -> Status {
         self.checks
@@ -386,7 +446,12 @@ async fn sweep(registry: Arc<Registry>) {
     let mut ticks = actix_web::rt::time::interval(SWEEP_EVERY);
     loop {
         ticks.tick().await;
-        for due in registry.write(|state| state.sweep(Instant::now())) {
+        // A panic here would end the sweeps for good, and every TTL with
+        // them: skip this sweep instead (and `/healthz` fails, see `lock`).
+        let swept = panic::catch_unwind(AssertUnwindSafe(|| {
+            registry.write(|state| state.sweep(Instant::now()))
+        }));
+        for due in swept.unwrap_or_default() {
             actix_web::rt::spawn(run_http_check(registry.clone(), client.clone(), due));
         }
     }
@@ -410,7 +475,7 @@ async fn run_http_check(registry: Arc<Registry>, client: awc::Client, due: DueCh
             .insert_header(("User-Agent", "Consul Health Check"));
         let mut response = request.send().await.map_err(|error| error.to_string())?;
         let body = response.body().limit(64 * 1024).await.unwrap_or_default();
-        let body: String = String::from_utf8_lossy(&body).chars().take(4096).collect();
+        let body: String = String::from_utf8_lossy(&body).chars().take(LONGEST_OUTPUT).collect();
         Ok::<_, String>((response.status(), body))
     };
     let (status, output) = match actix_web::rt::time::timeout(due.timeout, call).await {
@@ -464,6 +529,23 @@ enum ProbeDefinition {
 /// not say (Consul's default).
 const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The longest TTL, interval, timeout or time before deregistration a check
+/// may ask for: longer than any real use, and far from the overflow that a
+/// huge one would cause in the registry's clock arithmetic.
+const LONGEST_CHECK_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The shortest interval between two runs of an HTTP check: any shorter,
+/// and the registry would call the instance in a loop.
+const SHORTEST_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The longest service name or ID (and check ID): they are keys, shown on
+/// the dashboard and in URLs, not documents.
+const LONGEST_NAME: usize = 256;
+
+/// The most of a check's output the registry keeps, as Consul does
+/// (`check_output_max_size`): it is for the dashboard, not a store.
+const LONGEST_OUTPUT: usize = 4096;
+
 /// The body of a registration, its keys folded (see `fold_keys`).
 #[derive(Deserialize)]
 struct RegistrationBody {
@@ -510,31 +592,34 @@ fn parse_registration(body: &[u8]) -> Result<Registration, String> {
     let body: RegistrationBody = serde_json::from_value(fold_keys(body)).map_err(decode_failed)?;
 
     let name = body.name.filter(|name| !name.is_empty()).ok_or("Missing service name")?;
+    valid_name("service name", &name)?;
     if body.address == "0.0.0.0" || body.address == "::" || body.address == "[::]" {
         return Err("Invalid service address".to_string());
     }
     let id = body.id.filter(|id| !id.is_empty()).unwrap_or_else(|| name.clone());
+    valid_name("service ID", &id)?;
     let definitions: Vec<CheckBody> = body.check.into_iter().chain(body.checks).collect();
     let several = definitions.len() > 1;
     let mut checks = Vec::new();
     for (number, definition) in (1..).zip(definitions) {
-        let positive = |value: &Option<Value>| match value.as_ref().map(go_duration).transpose() {
-            Ok(duration) => Ok(duration.filter(|duration| !duration.is_zero())),
-            Err(message) => Err(message),
-        };
         let probe = match (&definition.ttl, definition.http, &definition.interval) {
             (Some(_), _, Some(_)) => {
                 return Err("Invalid check: Interval and TTL cannot both be specified".to_string());
             }
             (Some(_), None, None) => ProbeDefinition::Ttl(
-                positive(&definition.ttl)?
+                check_duration("TTL", &definition.ttl, Duration::ZERO)?
                     .ok_or("Invalid check: TTL must be > 0 for TTL checks")?,
             ),
             (None, Some(url), _) => ProbeDefinition::Http {
                 url,
-                interval: positive(&definition.interval)?
-                    .ok_or("Invalid check: Interval must be > 0 for HTTP checks")?,
-                timeout: positive(&definition.timeout)?.unwrap_or(DEFAULT_CHECK_TIMEOUT),
+                interval: check_duration(
+                    "Interval",
+                    &definition.interval,
+                    SHORTEST_CHECK_INTERVAL,
+                )?
+                .ok_or("Invalid check: Interval must be > 0 for HTTP checks")?,
+                timeout: check_duration("Timeout", &definition.timeout, Duration::ZERO)?
+                    .unwrap_or(DEFAULT_CHECK_TIMEOUT),
             },
             _ => {
                 return Err(
@@ -548,16 +633,18 @@ fn parse_registration(body: &[u8]) -> Result<Registration, String> {
         };
         let default_id =
             if several { format!("service:{id}:{number}") } else { format!("service:{id}") };
+        let check_id = definition.checkid.filter(|id| !id.is_empty()).unwrap_or(default_id);
+        valid_name("check ID", &check_id)?;
         checks.push(CheckDefinition {
-            id: definition.checkid.filter(|id| !id.is_empty()).unwrap_or(default_id),
+            id: check_id,
             name: definition.name.unwrap_or_else(|| format!("Service '{name}' check")),
             status,
             probe,
-            deregister_after: definition
-                .deregistercriticalserviceafter
-                .as_ref()
-                .map(go_duration)
-                .transpose()?,
+            deregister_after: check_duration(
+                "DeregisterCriticalServiceAfter",
+                &definition.deregistercriticalserviceafter,
+                Duration::ZERO,
+            )?,
         });
     }
     Ok(Registration {
@@ -591,17 +678,53 @@ fn fold_keys(value: Value) -> Value {
     Value::Object(folded.collect())
 }
 
+/// A name or ID that will be a key, a line on the dashboard and part of a
+/// URL: control characters and a megabyte of text have no place there.
+fn valid_name(what: &str, text: &str) -> Result<(), String> {
+    if text.len() > LONGEST_NAME {
+        return Err(format!("Invalid {what}: longer than {LONGEST_NAME} bytes"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(format!("Invalid {what} {text:?}: it contains control characters"));
+    }
+    Ok(())
+}
+
+/// The duration `field` of a check, if given and not zero, from `shortest`
+/// to `LONGEST_CHECK_DURATION`.
+fn check_duration(
+    field: &str,
+    value: &Option<Value>,
+    shortest: Duration,
+) -> Result<Option<Duration>, String> {
+    let Some(value) = value else { return Ok(None) };
+    let duration =
+        go_duration(value).map_err(|error| format!("Invalid check: {field}: {error}"))?;
+    if duration.is_zero() {
+        return Ok(None);
+    }
+    if duration < shortest || duration > LONGEST_CHECK_DURATION {
+        let longest = humantime::format_duration(LONGEST_CHECK_DURATION);
+        let allowed = match shortest {
+            Duration::ZERO => format!("at most {longest}"),
+            shortest => format!("from {} to {longest}", humantime::format_duration(shortest)),
+        };
+        return Err(format!("Invalid check: {field} must be {allowed}, not {value}"));
+    }
+    Ok(Some(duration))
+}
+
 /// A Go duration as Consul takes it: a string ("10s", "1m30s", "500ms") or
 /// a number of nanoseconds.
 fn go_duration(value: &Value) -> Result<Duration, String> {
     match value {
         Value::String(text) => humantime::parse_duration(text)
-            .map_err(|error| format!("Invalid duration '{text}': {error}")),
+            .map_err(|error| format!("invalid duration '{text}': {error}")),
         Value::Number(nanoseconds) => nanoseconds
             .as_u64()
             .map(Duration::from_nanos)
-            .ok_or(format!("Invalid duration {nanoseconds}")),
-        other => Err(format!("Invalid duration {other}")),
+            .ok_or(format!("invalid duration {nanoseconds}")),
+        other => Err(format!("invalid duration {other}")),
     }
 }
 
@@ -674,6 +797,7 @@ enum Reported {
 }
 
 fn report(registry: &Registry, check_id: &str, status: Status, output: String) -> HttpResponse {
+    let output = output.chars().take(LONGEST_OUTPUT).collect();
     match registry.write(|state| state.report(check_id, status, output)) {
         Reported::Done => HttpResponse::Ok().finish(),
         Reported::UnknownCheck => plain(
@@ -936,9 +1060,23 @@ async fn prometheus_targets(registry: web::Data<Registry>) -> HttpResponse {
     })
 }
 
-/// The registry depends on nothing: healthy unless set otherwise by hand.
-async fn healthz(overridden: web::Data<HealthOverride>) -> HttpResponse {
-    crate::health_report(&overridden, Vec::new()).await
+/// The registry depends on nothing; it fails once a panic may have left
+/// its state half-changed (a bug), which only a restart can mend.
+async fn healthz(
+    overridden: web::Data<HealthOverride>,
+    registry: web::Data<Registry>,
+) -> HttpResponse {
+    let state = async {
+        if registry.state.is_poisoned() {
+            Err("a request panicked while it changed the registry's state, which may now be \
+                 inconsistent: restart the registry"
+                .to_string())
+        } else {
+            Ok("consistent".to_string())
+        }
+    };
+    crate::health_report(&overridden, vec![crate::Check::new("state", crate::Health::Fail, state)])
+        .await
 }
 
 // ---------------------------------------------------------------------------
@@ -984,13 +1122,40 @@ async fn dashboard(registry: web::Data<Registry>) -> HttpResponse {
 // Helpers: routes that take one method, and plain-text errors like Consul's.
 // ---------------------------------------------------------------------------
 
+/// A write: PUT only, as in Consul, and only with the ACL token if one is set.
 fn put<F, Args>(path: &str, handler: F) -> Resource
 where
     F: Handler<Args>,
     Args: FromRequest + 'static,
     F::Output: Responder + 'static,
 {
-    web::resource(path).put(handler).default_service(web::to(|| async { wrong_method("PUT") }))
+    web::resource(path)
+        .route(web::put().to(handler).wrap(from_fn(require_acl_token)))
+        .default_service(web::to(|| async { wrong_method("PUT") }))
+}
+
+/// With an ACL token set, a write without it is refused as Consul refuses
+/// it (403 "Permission denied"). Reads stay open: the dashboard, health and
+/// catalog are what a learner watches and what every service asks, and
+/// they show no more than the addresses the services answer on anyway.
+async fn require_acl_token(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let registry =
+        request.app_data::<web::Data<Registry>>().expect("the registry's state is registered");
+    if let Some(token) = &registry.acl_token {
+        let presented = request.headers().get("X-Consul-Token").map(HeaderValue::as_bytes);
+        // A constant-time comparison: how long it takes says nothing about
+        // how much of a guessed token was right.
+        if !presented.is_some_and(|presented| bool::from(presented.ct_eq(token.as_bytes()))) {
+            let message = "Permission denied: writes need the registry's ACL token as \
+                           X-Consul-Token (services: set REGISTRY_TOKEN)";
+            let response = plain(StatusCode::FORBIDDEN, message);
+            return Ok(request.into_response(response).map_into_right_body());
+        }
+    }
+    next.call(request).await.map(ServiceResponse::map_into_left_body)
 }
 
 fn get<F, Args>(path: &str, handler: F) -> Resource
@@ -1011,4 +1176,41 @@ fn wrong_method(allowed: &'static str) -> HttpResponse {
 
 fn plain(status: StatusCode, message: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status).content_type("text/plain; charset=utf-8").body(message.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_the_state_is_locked_leaves_it_usable() {
+        let registry = Registry::new(None);
+        let panicked = panic::catch_unwind(AssertUnwindSafe(|| {
+            registry.write(|_| panic!("a bug, while the state is locked"));
+        }));
+        assert!(panicked.is_err());
+
+        let entry = br#"{ "Name": "service2", "Check": { "TTL": "10s" } }"#;
+        registry.write(|state| state.register(parse_registration(entry).unwrap()));
+        assert_eq!(registry.read(|state| state.instances.len()), 1, "it still takes writes");
+        registry.write(|state| state.sweep(Instant::now()));
+    }
+
+    #[actix_web::test]
+    async fn after_a_panic_while_the_state_is_locked_healthz_fails() {
+        let registry = web::Data::new(Registry::new(None));
+        let health = |registry| healthz(web::Data::new(HealthOverride::default()), registry);
+        assert_eq!(health(registry.clone()).await.status(), StatusCode::OK);
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| {
+            registry.write(|_| panic!("a bug, while the state is locked"));
+        }));
+
+        let answer = health(registry).await;
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = actix_web::body::to_bytes(answer.into_body()).await.unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["checks"]["state"][0]["status"], "fail");
+        let output = body["checks"]["state"][0]["output"].as_str().unwrap();
+        assert!(output.contains("restart the registry"), "{output}");
+    }
 }

@@ -75,6 +75,7 @@ async fn main() {
             registration: RegistrationOptions {
                 registry_url: registry_url.clone(),
                 check_interval: Duration::from_secs(60),
+                registry_token: None,
             },
             breaker: BreakerOptions {
                 breaker_failures: 3,

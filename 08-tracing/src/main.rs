@@ -83,7 +83,9 @@ fn main() -> ExitCode {
             service2::server,
         ),
         Some(Service::Registry(options)) => {
-            run(registry::NAME, &cli.host, options.port, cli.supervised, None, registry::server)
+            run(registry::NAME, &cli.host, options.port, cli.supervised, None, |listener| {
+                registry::server_with_acl_token(listener, options.acl_token)
+            })
         }
     }
 }

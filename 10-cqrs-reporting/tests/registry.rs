@@ -5,15 +5,20 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use serde_json::{Value, json};
-use step10_cqrs_reporting::registry;
+use step10_cqrs_reporting::{Registration, RegistrationOptions, registry};
 
 /// The longest any test waits for something to happen.
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn start_registry() -> String {
+    start_registry_with_acl_token(None)
+}
+
+fn start_registry_with_acl_token(acl_token: Option<&str>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    actix_web::rt::spawn(registry::server(listener).unwrap());
+    let acl_token = acl_token.map(str::to_string);
+    actix_web::rt::spawn(registry::server_with_acl_token(listener, acl_token).unwrap());
     url
 }
 
@@ -391,4 +396,196 @@ async fn prometheus_finds_every_instance_and_the_registry_as_http_service_discov
             },
         ])
     );
+}
+
+#[actix_web::test]
+async fn a_duration_too_long_is_a_400_and_the_registry_keeps_serving() {
+    let registry = start_registry();
+    let cases = [
+        (json!({ "TTL": "1000000000h" }), "TTL"),
+        (json!({ "TTL": "500000000000000000s" }), "TTL"),
+        (json!({ "TTL": "10000000000000000000s" }), "TTL"),
+        (json!({ "TTL": u64::MAX }), "TTL"),
+        (
+            json!({ "HTTP": "http://127.0.0.1:1/healthz", "Interval": "500000000000000000s" }),
+            "Interval",
+        ),
+        (json!({ "HTTP": "http://127.0.0.1:1/healthz", "Interval": "1ms" }), "Interval"),
+        (
+            json!({ "HTTP": "http://127.0.0.1:1/healthz", "Interval": "1s", "Timeout": "1000000000h" }),
+            "Timeout",
+        ),
+        (
+            json!({ "TTL": "10s", "DeregisterCriticalServiceAfter": "1000000000h" }),
+            "DeregisterCriticalServiceAfter",
+        ),
+    ];
+    for (check, field) in cases {
+        let answer = register(&registry, service2(1, check.clone())).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{check}: {}", answer.body);
+        assert!(answer.body.contains(field), "{check}: {}", answer.body);
+    }
+    let too_long = register(&registry, service2(1, json!({ "TTL": "1000000000h" }))).await;
+    assert_eq!(too_long.body, r#"Invalid check: TTL must be at most 1day, not "1000000000h""#);
+    let check = json!({ "HTTP": "http://127.0.0.1:1/healthz", "Interval": "1ms" });
+    let too_short = register(&registry, service2(1, check)).await;
+    assert_eq!(too_short.body, r#"Invalid check: Interval must be from 100ms to 1day, not "1ms""#);
+    assert_eq!(health(&registry, "service2").await.json(), json!([]), "nothing was registered");
+    assert_eq!(
+        register(&registry, service2(1, json!({ "TTL": "10s" }))).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(health(&registry, "service2").await.json().as_array().unwrap().len(), 1);
+}
+
+#[actix_web::test]
+async fn names_and_ids_that_are_not_names_are_a_400() {
+    let registry = start_registry();
+    let long = "s".repeat(257);
+    let cases = [
+        (
+            json!({ "Name": "service\n2" }),
+            "Invalid service name \"service\\n2\": it contains control characters",
+        ),
+        (
+            json!({ "Name": "s", "ID": "s\u{7}1" }),
+            "Invalid service ID \"s\\u{7}1\": it contains control characters",
+        ),
+        (json!({ "Name": long }), "Invalid service name: longer than 256 bytes"),
+        (json!({ "Name": "s", "ID": long }), "Invalid service ID: longer than 256 bytes"),
+        (
+            json!({ "Name": "s", "Check": { "TTL": "10s", "CheckID": "alive\r\n" } }),
+            "Invalid check ID \"alive\\r\\n\": it contains control characters",
+        ),
+    ];
+    for (registration, expected) in cases {
+        let answer = register(&registry, registration.clone()).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{registration}");
+        assert_eq!(answer.body, expected, "{registration}");
+    }
+    let services = call("GET", &format!("{registry}/v1/catalog/services"), None).await.json();
+    assert_eq!(services, json!({}), "nothing was registered");
+}
+
+#[test]
+fn a_registry_on_a_public_address_refuses_to_start_without_an_acl_token() {
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let refused = registry::choose_acl_token(&listener, None).unwrap_err().to_string();
+    assert!(refused.contains("REGISTRY_ACL_TOKEN=<TOKEN>"), "{refused}");
+    assert!(refused.contains("REGISTRY_TOKEN=<TOKEN>"), "{refused}");
+    let empty = registry::choose_acl_token(&listener, Some(String::new())).unwrap_err();
+    assert!(empty.to_string().contains("empty"), "{empty}");
+    let token = registry::choose_acl_token(&listener, Some("s3cret".to_string())).unwrap();
+    assert_eq!(token.as_deref(), Some("s3cret"));
+
+    let loopback = TcpListener::bind("127.0.0.1:0").unwrap();
+    assert_eq!(registry::choose_acl_token(&loopback, None).unwrap(), None, "the workshop's way");
+}
+
+#[actix_web::test]
+async fn with_an_acl_token_every_write_needs_it_and_reads_stay_open() {
+    let registry = start_registry_with_acl_token(Some("s3cret"));
+    let put = |path: &str, token: Option<&str>, body: Option<Value>| {
+        let mut request = awc::Client::new().put(format!("{registry}{path}"));
+        if let Some(token) = token {
+            request = request.insert_header(("X-Consul-Token", token));
+        }
+        async move {
+            let mut response = match body {
+                Some(body) => request.send_json(&body).await.unwrap(),
+                None => request.send().await.unwrap(),
+            };
+            let body = response.body().await.unwrap();
+            (response.status(), String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    let entry = service2(1, json!({ "TTL": "10s" }));
+    for token in [None, Some("wrong"), Some("s3cre"), Some("")] {
+        let (status, body) = put("/v1/agent/service/register", token, Some(entry.clone())).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{token:?}");
+        assert!(body.starts_with("Permission denied"), "{body}");
+    }
+    assert_eq!(health(&registry, "service2").await.json(), json!([]), "reads need no token");
+
+    let registered = put("/v1/agent/service/register", Some("s3cret"), Some(entry)).await;
+    assert_eq!(registered.0, StatusCode::OK);
+    let writes = [
+        "/v1/agent/check/pass/service:service2-1",
+        "/v1/agent/check/warn/service:service2-1",
+        "/v1/agent/check/fail/service:service2-1",
+        "/v1/agent/check/update/service:service2-1",
+        "/v1/agent/service/deregister/service2-1",
+    ];
+    for path in writes {
+        let update = json!({ "Status": "passing" });
+        assert_eq!(put(path, None, Some(update.clone())).await.0, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(put(path, Some("wrong"), Some(update)).await.0, StatusCode::FORBIDDEN, "{path}");
+    }
+    let entries = health(&registry, "service2").await.json();
+    assert_eq!(entries[0]["Checks"][0]["Status"], "critical", "no report got through");
+
+    let passed = put("/v1/agent/check/pass/service:service2-1", Some("s3cret"), None).await;
+    assert_eq!(passed.0, StatusCode::OK);
+    let gone = put("/v1/agent/service/deregister/service2-1", Some("s3cret"), None).await;
+    assert_eq!(gone.0, StatusCode::OK);
+    assert_eq!(health(&registry, "service2").await.json(), json!([]));
+}
+
+/// How a service registers with `registry_url`, sending `registry_token`.
+fn registration_options(registry_url: &str, registry_token: Option<&str>) -> RegistrationOptions {
+    RegistrationOptions {
+        registry_url: registry_url.to_string(),
+        check_interval: Duration::from_secs(1),
+        registry_token: registry_token.map(str::to_string),
+        advertise_address: None,
+    }
+}
+
+#[actix_web::test]
+async fn a_service_given_the_registry_token_registers_and_deregisters() {
+    let registry = start_registry_with_acl_token(Some("s3cret"));
+    let address = "127.0.0.1:3003".parse().unwrap();
+    let options = registration_options(&registry, Some("s3cret"));
+    let registered = Registration::new("service2", address, options).start();
+    wait_for_entries(&registry, "service2", 1).await;
+    registered.leave().await;
+    assert_eq!(health(&registry, "service2").await.json(), json!([]));
+}
+
+#[actix_web::test]
+async fn a_restarted_registry_sees_every_service_again_within_seconds() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let registry = format!("http://{address}");
+    let first = registry::server(listener).unwrap();
+    let first_handle = first.handle();
+    actix_web::rt::spawn(first);
+    let options = registration_options(&registry, None);
+    let _registered =
+        Registration::new("service2", "127.0.0.1:3003".parse().unwrap(), options).start();
+    wait_for_entries(&registry, "service2", 1).await;
+
+    first_handle.stop(false).await;
+    actix_web::rt::spawn(registry::server(TcpListener::bind(address).unwrap()).unwrap());
+    // Well within the ten seconds it took before, and a long way from a
+    // timing assertion: the service tries again every second.
+    let restarted = Instant::now();
+    loop {
+        if health(&registry, "service2").await.json().as_array().unwrap().len() == 1 {
+            break;
+        }
+        assert!(restarted.elapsed() < Duration::from_secs(5), "service2 did not register again");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_check_keeps_at_most_4096_characters_of_output() {
+    let registry = start_registry();
+    register(&registry, service2(1, json!({ "TTL": "10s" }))).await;
+    let update = json!({ "Status": "passing", "Output": "é".repeat(100_000) });
+    let path = format!("{registry}/v1/agent/check/update/service:service2-1");
+    assert_eq!(call("PUT", &path, Some(update)).await.status, StatusCode::OK);
+    let entries = health(&registry, "service2").await.json();
+    assert_eq!(entries[0]["Checks"][0]["Output"], "é".repeat(4096));
 }

@@ -29,5 +29,6 @@ pub fn registration(registry_url: &str) -> RegistrationOptions {
     RegistrationOptions {
         registry_url: registry_url.to_string(),
         registration_ttl: Duration::from_secs(10),
+        registry_token: None,
     }
 }

@@ -34,6 +34,7 @@ pub fn registration(registry_url: &str) -> RegistrationOptions {
     RegistrationOptions {
         registry_url: registry_url.to_string(),
         check_interval: Duration::from_secs(1),
+        registry_token: None,
         advertise_address: None,
     }
 }
