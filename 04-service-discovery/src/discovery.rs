@@ -30,7 +30,17 @@ pub struct RegistrationOptions {
     /// instance critical; heartbeats go out three times as often
     #[arg(long, env = "REGISTRATION_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub registration_ttl: Duration,
+
+    /// The registry's ACL token, sent as X-Consul-Token with every
+    /// registration, heartbeat and deregistration (needed when the
+    /// registry has one)
+    #[arg(long, env = "REGISTRY_TOKEN", hide_env_values = true)]
+    pub registry_token: Option<String>,
 }
+
+/// The longest pause between tries to register while the registry cannot
+/// be reached: once it is back, so should the service be, within a second.
+const RETRY_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
 /// This instance's entry in the registry, under an ID unique to it
 /// (`service2-127.0.0.1-3003`), with a TTL check: the instance must say
@@ -43,6 +53,7 @@ pub struct Registration {
     id: String,
     entry: Value,
     ttl: Duration,
+    token: Option<String>,
 }
 
 /// A registration kept alive by its heartbeat task.
@@ -77,7 +88,8 @@ impl Registration {
             url: options.registry_url,
             timeout: Duration::from_secs(2),
         };
-        Registration { registry, id, entry, ttl: options.registration_ttl }
+        let ttl = options.registration_ttl;
+        Registration { registry, id, entry, ttl, token: options.registry_token }
     }
 
     /// Registers in the background and keeps the entry alive.
@@ -110,7 +122,7 @@ impl Registration {
                         let pause = humantime::format_duration(retry_in);
                         warn!("cannot register: {}; retrying in {pause}", problem.detail);
                         actix_web::rt::time::sleep(retry_in).await;
-                        retry_in = (retry_in * 2).min(Duration::from_secs(5));
+                        retry_in = (retry_in * 2).min(RETRY_AT_MOST_EVERY);
                         continue;
                     }
                 }
@@ -135,8 +147,11 @@ impl Registration {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(), Problem> {
-        let request =
+        let mut request =
             client.put(format!("{}{path}", self.registry.url)).timeout(self.registry.timeout);
+        if let Some(token) = &self.token {
+            request = request.insert_header(("X-Consul-Token", token.as_str()));
+        }
         let sent = match body {
             Some(body) => request.send_json(body).await,
             None => request.send().await,

@@ -166,13 +166,15 @@ where
             // One log line per request: method, path, status, size, time.
             // (Not even the middleware when RUST_LOG leaves those lines out:
             // it would cost time on every request for nothing.) Health
-            // checks are left out: every few seconds for every service, they
-            // would drown the rest, and the registry's dashboard shows them.
+            // checks and registering again are left out: every second or so
+            // for every service, they would drown the rest, and the
+            // registry's dashboard shows them.
             .wrap(middleware::Condition::new(
                 log_requests,
                 middleware::Logger::new(r#""%r" %s %bB %Dms"#)
                     .exclude("/healthz")
-                    .exclude("/v1/agent/self"),
+                    .exclude("/v1/agent/self")
+                    .exclude("/v1/agent/service/register"),
             ))
             .app_data(overridden.clone())
             .service(

@@ -276,7 +276,8 @@ async fn one_request_through_every_service_is_one_trace() {
     // The breaker's decision and the instances found are events of the
     // request's span.
     let events = service1.events.join("\n");
-    assert!(events.contains("circuit for service2 lets the call through"), "{events}");
+    assert!(events.contains("circuit for service2 at http://127.0.0.1:"), "{events}");
+    assert!(events.contains(" lets the call through"), "{events}");
     assert!(
         events.contains("instances of service2") || events.contains("service2 at "),
         "{events}"

@@ -29,6 +29,11 @@ pub struct RegistrationOptions {
     /// How often the registry checks this instance's /healthz
     #[arg(long, env = "CHECK_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub check_interval: Duration,
+
+    /// The registry's ACL token, sent as X-Consul-Token when this instance
+    /// registers and deregisters (needed when the registry has one)
+    #[arg(long, env = "REGISTRY_TOKEN", hide_env_values = true)]
+    pub registry_token: Option<String>,
 }
 
 /// How long the registry waits for an answer from /healthz: more than a
@@ -36,10 +41,12 @@ pub struct RegistrationOptions {
 /// warning in the answer, not as a missing answer.
 const CHECK_TIMEOUT: &str = "2s";
 
-/// How often a registered service registers again: a restarted registry
-/// has forgotten everyone, and registering again is harmless to one that
-/// has not (Consul's agents do the same).
-const REGISTER_AGAIN_EVERY: Duration = Duration::from_secs(10);
+/// How often a registered service registers again, and the longest pause
+/// between tries while the registry cannot be reached: a restarted registry
+/// has forgotten everyone and should see them again within a second, and
+/// registering again is harmless to one that has not (Consul's agents do
+/// the same).
+const REGISTER_AGAIN_EVERY: Duration = Duration::from_secs(1);
 
 /// This instance's entry in the registry, under an ID unique to it
 /// (`service2-127.0.0.1-3003`), with an HTTP check: the registry calls the
@@ -51,6 +58,7 @@ pub struct Registration {
     registry: Upstream,
     id: String,
     entry: Value,
+    token: Option<String>,
 }
 
 /// A registration kept up to date by its task.
@@ -87,7 +95,7 @@ impl Registration {
             url: options.registry_url,
             timeout: Duration::from_secs(2),
         };
-        Registration { registry, id, entry }
+        Registration { registry, id, entry, token: options.registry_token }
     }
 
     /// Registers in the background, and keeps the entry there.
@@ -120,7 +128,7 @@ impl Registration {
                     warn!("cannot register: {}; retrying in {pause}", problem.detail);
                     registered = false;
                     actix_web::rt::time::sleep(retry_in).await;
-                    retry_in = (retry_in * 2).min(Duration::from_secs(5));
+                    retry_in = (retry_in * 2).min(REGISTER_AGAIN_EVERY);
                 }
             }
         }
@@ -132,8 +140,11 @@ impl Registration {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(), Problem> {
-        let request =
+        let mut request =
             client.put(format!("{}{path}", self.registry.url)).timeout(self.registry.timeout);
+        if let Some(token) = &self.token {
+            request = request.insert_header(("X-Consul-Token", token.as_str()));
+        }
         let sent = match body {
             Some(body) => request.send_json(body).await,
             None => request.send().await,

@@ -190,10 +190,11 @@ pub fn current_trace_id() -> Option<String> {
     span.is_sampled().then(|| span.trace_id().to_string())
 }
 
-/// The paths of health checks and of Prometheus's scrapes. They come every
-/// few seconds for every service: traced, they would bury the requests of
-/// people in Jaeger, and logged, in the logs.
-const ROUTINE: [&str; 3] = ["/healthz", "/v1/agent/self", "/metrics"];
+/// The paths of health checks (and of registering again) and of
+/// Prometheus's scrapes. They come every second or so for every service:
+/// traced, they would bury the requests of people in Jaeger, and logged, in
+/// the logs.
+const ROUTINE: [&str; 4] = ["/healthz", "/v1/agent/self", "/v1/agent/service/register", "/metrics"];
 
 /// Which traces are kept: all but the bookkeeping between the services and
 /// the registry, health checks and (de)registrations (`/v1/agent/…`), and

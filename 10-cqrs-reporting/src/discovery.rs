@@ -30,6 +30,11 @@ pub struct RegistrationOptions {
     #[arg(long, env = "CHECK_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub check_interval: Duration,
 
+    /// The registry's ACL token, sent as X-Consul-Token when this instance
+    /// registers and deregisters (needed when the registry has one)
+    #[arg(long, env = "REGISTRY_TOKEN", hide_env_values = true)]
+    pub registry_token: Option<String>,
+
     /// The address others reach this instance at, when it is not the one
     /// it listens on: a container's name, a pod's IP (default: the
     /// listening address, or 127.0.0.1 when that is 0.0.0.0)
@@ -42,10 +47,12 @@ pub struct RegistrationOptions {
 /// warning in the answer, not as a missing answer.
 const CHECK_TIMEOUT: &str = "2s";
 
-/// How often a registered service registers again: a restarted registry
-/// has forgotten everyone, and registering again is harmless to one that
-/// has not (Consul's agents do the same).
-const REGISTER_AGAIN_EVERY: Duration = Duration::from_secs(10);
+/// How often a registered service registers again, and the longest pause
+/// between tries while the registry cannot be reached: a restarted registry
+/// has forgotten everyone and should see them again within a second, and
+/// registering again is harmless to one that has not (Consul's agents do
+/// the same).
+const REGISTER_AGAIN_EVERY: Duration = Duration::from_secs(1);
 
 /// This instance's entry in the registry, under an ID unique to it
 /// (`service2-127.0.0.1-3003`), with an HTTP check: the registry calls the
@@ -57,6 +64,7 @@ pub struct Registration {
     registry: Upstream,
     id: String,
     entry: Value,
+    token: Option<String>,
 }
 
 /// A registration kept up to date by its task.
@@ -93,7 +101,7 @@ impl Registration {
             url: options.registry_url,
             timeout: Duration::from_secs(2),
         };
-        Registration { registry, id, entry }
+        Registration { registry, id, entry, token: options.registry_token }
     }
 
     /// Registers in the background, and keeps the entry there.
@@ -126,7 +134,7 @@ impl Registration {
                     warn!("cannot register: {}; retrying in {pause}", problem.detail);
                     registered = false;
                     actix_web::rt::time::sleep(retry_in).await;
-                    retry_in = (retry_in * 2).min(Duration::from_secs(5));
+                    retry_in = (retry_in * 2).min(REGISTER_AGAIN_EVERY);
                 }
             }
         }
@@ -138,8 +146,11 @@ impl Registration {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(), Problem> {
-        let request =
+        let mut request =
             client.put(format!("{}{path}", self.registry.url)).timeout(self.registry.timeout);
+        if let Some(token) = &self.token {
+            request = request.insert_header(("X-Consul-Token", token.as_str()));
+        }
         let sent = match body {
             Some(body) => request.send_json(body).await,
             None => request.send().await,

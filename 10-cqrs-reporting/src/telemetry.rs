@@ -190,11 +190,12 @@ pub fn current_trace_id() -> Option<String> {
     span.is_sampled().then(|| span.trace_id().to_string())
 }
 
-/// The paths of health checks, of Prometheus's scrapes and of the event
-/// feeds the reports follow. They come every few seconds for every service:
-/// traced, they would bury the requests of people in Jaeger, and logged, in
-/// the logs.
-const ROUTINE: [&str; 4] = ["/healthz", "/v1/agent/self", "/metrics", "/events"];
+/// The paths of health checks (and of registering again), of Prometheus's
+/// scrapes and of the event feeds the reports follow. They come every
+/// second or so for every service: traced, they would bury the requests of
+/// people in Jaeger, and logged, in the logs.
+const ROUTINE: [&str; 5] =
+    ["/healthz", "/v1/agent/self", "/v1/agent/service/register", "/metrics", "/events"];
 
 /// Which traces are kept: all but the bookkeeping between the services and
 /// the registry (health checks, (de)registrations, lookups made outside a
