@@ -97,7 +97,7 @@ impl Breakers {
     }
 
     /// The circuit of `instance`, closed the first time it is asked for.
-    pub fn of(&self, instance: &Upstream) -> Arc<Breaker> {
+    fn of(&self, instance: &Upstream) -> Arc<Breaker> {
         let mut by_instance = self.by_instance.lock().expect("breakers");
         let breaker = by_instance.entry(instance.url.clone()).or_insert_with(|| {
             let events = Events::new(instance, self.options.breaker_failures);
