@@ -13,15 +13,23 @@
 //!   until there is one (long polling): a follower learns of an event the
 //!   moment it is committed, without asking every few milliseconds.
 //!
-//! A follower that remembers the last `seq` it applied can stop, crash and
-//! come back: it asks for what came after, and misses nothing.
+//! - **Epoch.** A feed's history is its database's: a new database (the
+//!   old one deleted, or restored from elsewhere) numbers new events from 1
+//!   again. Each database gets an id when it is made, its epoch, which every
+//!   page of the feed carries, so that a follower can tell.
+//!
+//! A follower that remembers the last `seq` it applied (and the epoch it
+//! was of) can stop, crash and come back: it asks for what came after, and
+//! misses nothing.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use rusqlite::types::{FromSql, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -52,10 +60,41 @@ pub struct Event {
     pub at: String,
 }
 
-/// A service's database, and the last `seq` committed, for the feed's
-/// waiting requests to watch.
+/// Which history a feed is: the id its database got when it was made.
+/// Two pages with the same `seq` but different epochs are different events.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Epoch(String);
+
+impl Epoch {
+    fn new() -> Epoch {
+        Epoch(format!("{:016x}", fastrand::u64(..)))
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl ToSql for Epoch {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+impl FromSql for Epoch {
+    fn column_result(value: ValueRef) -> FromSqlResult<Self> {
+        String::column_result(value).map(Epoch)
+    }
+}
+
+/// A service's database, its epoch, and the last `seq` committed, for the
+/// feed's waiting requests to watch.
 pub struct Store {
     connection: Mutex<Connection>,
+    epoch: Epoch,
     committed: watch::Sender<i64>,
 }
 
@@ -66,13 +105,27 @@ impl Store {
         let path = options.data_dir.join(format!("{service}.sqlite"));
         let connection = open(&options.data_dir, &path, schema)
             .map_err(|problem| format!("cannot open its database {}: {problem}", path.display()))?;
-        let last: i64 = connection
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| row.get(0))
-            .map_err(|problem| format!("cannot read {}: {problem}", path.display()))?;
+        let cannot_read = |problem| format!("cannot read {}: {problem}", path.display());
+        let last: i64 =
+            connection.query_row(LAST_SEQ, [], |row| row.get(0)).map_err(cannot_read)?;
+        let epoch: Epoch = connection
+            .query_row("SELECT epoch FROM feed", [], |row| row.get(0))
+            .map_err(cannot_read)?;
         Ok(Arc::new(Store {
             connection: Mutex::new(connection),
+            epoch,
             committed: watch::channel(last).0,
         }))
+    }
+
+    /// Runs `upgrade` on the database now, before the service serves: for
+    /// a change of schema that a database made by an older version needs.
+    pub fn upgrade(
+        &self,
+        upgrade: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+    ) -> Result<(), String> {
+        upgrade(&self.connection.lock().expect("database"))
+            .map_err(|problem| format!("cannot upgrade its database: {problem}"))
     }
 
     /// Runs `change` in one transaction, on a thread where blocking is
@@ -87,9 +140,8 @@ impl Store {
             let mut connection = store.connection.lock().expect("database");
             let transaction = connection.transaction().map_err(storage_problem)?;
             let answer = change(&transaction)?; // a problem drops it: rollback
-            let last: i64 = transaction
-                .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| row.get(0))
-                .map_err(storage_problem)?;
+            let last: i64 =
+                transaction.query_row(LAST_SEQ, [], |row| row.get(0)).map_err(storage_problem)?;
             transaction.commit().map_err(storage_problem)?;
             // Wakes the feed's waiting requests.
             store.committed.send_replace(last);
@@ -109,6 +161,9 @@ impl Store {
     }
 }
 
+/// The last `seq` committed (0 for none).
+const LAST_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM events";
+
 fn open(folder: &Path, path: &Path, schema: &str) -> rusqlite::Result<Connection> {
     std::fs::create_dir_all(folder).map_err(|error| {
         rusqlite::Error::InvalidPath(PathBuf::from(format!("{}: {error}", folder.display())))
@@ -127,8 +182,16 @@ fn open(folder: &Path, path: &Path, schema: &str) -> rusqlite::Result<Connection
             subject TEXT NOT NULL,
             data TEXT NOT NULL,
             at TEXT NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS feed (
+            one_row INTEGER PRIMARY KEY CHECK (one_row = 1),
+            epoch TEXT NOT NULL
         );",
     )?;
+    // The epoch is chosen once, with the database (or, for one made before
+    // epochs, the first time this version opens it).
+    connection
+        .execute("INSERT OR IGNORE INTO feed (one_row, epoch) VALUES (1, ?1)", [Epoch::new()])?;
     Ok(connection)
 }
 
@@ -197,12 +260,14 @@ pub struct FeedQuery {
     wait: Option<String>,
 }
 
-/// A page of the feed: the events after `after`, and the last `seq` there
-/// is, so that a follower knows how far behind it is.
-#[derive(Serialize)]
-struct Page {
-    events: Vec<Event>,
-    last_seq: i64,
+/// A page of the feed: the events after `after`, the last `seq` there is,
+/// so that a follower knows how far behind it is, and the feed's epoch, so
+/// that it knows which history they are of.
+#[derive(Serialize, Deserialize)]
+pub struct Page {
+    pub events: Vec<Event>,
+    pub last_seq: i64,
+    pub epoch: Epoch,
 }
 
 /// `GET /events?after=N&limit=M&wait=10s`: the events after `N`, in order.
@@ -232,7 +297,8 @@ pub async fn feed(
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let store = store.get_ref().clone();
-        let page = store.read(move |db| events_after(db, after, limit)).await?;
+        let epoch = store.epoch.clone();
+        let page = store.read(move |db| events_after(db, after, limit, epoch)).await?;
         // A follower that has more than there is (this database was
         // replaced) gets `last_seq` at once, to notice.
         if !page.events.is_empty() || after > page.last_seq {
@@ -250,7 +316,7 @@ pub async fn feed(
     }
 }
 
-fn events_after(db: &Connection, after: i64, limit: i64) -> Result<Page, Problem> {
+fn events_after(db: &Connection, after: i64, limit: i64, epoch: Epoch) -> Result<Page, Problem> {
     let mut statement = db
         .prepare_cached(
             "SELECT seq, type, subject, data, at FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
@@ -269,10 +335,8 @@ fn events_after(db: &Connection, after: i64, limit: i64) -> Result<Page, Problem
         })
         .and_then(Iterator::collect::<rusqlite::Result<Vec<Event>>>)
         .map_err(storage_problem)?;
-    let last_seq = db
-        .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| row.get(0))
-        .map_err(storage_problem)?;
-    Ok(Page { events, last_seq })
+    let last_seq = db.query_row(LAST_SEQ, [], |row| row.get(0)).map_err(storage_problem)?;
+    Ok(Page { events, last_seq, epoch })
 }
 
 #[cfg(test)]
@@ -319,6 +383,22 @@ mod tests {
             .unwrap();
         assert_eq!((count(&store, "things"), count(&store, "events")), (1, 1));
         assert_eq!(*committed.borrow_and_update(), 1);
+        let _ = std::fs::remove_dir_all(folder);
+    }
+
+    #[actix_web::test]
+    async fn a_database_keeps_its_epoch_and_a_new_one_gets_another() {
+        let (made, folder) = store("epoch");
+        let first = made.epoch.clone();
+        drop(made);
+        let options = StoreOptions { data_dir: folder.clone() };
+        let reopened = Store::open(&options, "test", "").unwrap();
+        assert_eq!(reopened.epoch, first, "the same database, the same history");
+        drop(reopened);
+
+        std::fs::remove_dir_all(&folder).unwrap();
+        let (made_again, folder) = store("epoch");
+        assert_ne!(made_again.epoch, first, "a new database, another history");
         let _ = std::fs::remove_dir_all(folder);
     }
 }

@@ -13,12 +13,20 @@
 //! resumes after the last event it committed: an event is never skipped,
 //! and one applied is never applied again.
 //!
+//! **One history per feed.** The position is also of an epoch: the id of the
+//! feed's database. If users' database is replaced, its feed numbers new
+//! events from 1 again: applied on top of the old ones, they would be
+//! skipped up to the old position, silently. So a feed whose epoch changes
+//! (or that goes back) is no longer followed, and the reports' health fails
+//! until they are rebuilt from the feeds as they are now.
+//!
 //! `GET /<user_id>` reads a user's report, `GET /` lists them. Through the
 //! gateway: `/api/reports/…`.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,11 +35,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use metrics::gauge;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use crate::events::{Event, Store, StoreOptions, storage_problem};
+use crate::events::{Epoch, Event, Page, Store, StoreOptions, storage_problem};
 use crate::{Check, Discovery, Health, HealthOverride, Problem, RegistrationOptions, Upstream};
 
 pub const NAME: &str = "reports";
@@ -78,10 +86,27 @@ CREATE TABLE IF NOT EXISTS report_accounts (
     user_id TEXT NOT NULL,
     balance INTEGER NOT NULL
 );
+-- A user's accounts, with their balances: summed at every account event.
+CREATE INDEX IF NOT EXISTS report_accounts_by_user ON report_accounts (user_id, balance);
 CREATE TABLE IF NOT EXISTS positions (
     feed TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL
+    seq INTEGER NOT NULL,
+    epoch TEXT
 );";
+
+/// A reports database made before feeds had epochs has none in its
+/// positions: it adopts the first epoch it sees.
+fn add_epochs_to_positions(db: &Connection) -> rusqlite::Result<()> {
+    let has_epochs: bool = db.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('positions') WHERE name = 'epoch'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_epochs {
+        db.execute("ALTER TABLE positions ADD COLUMN epoch TEXT", [])?;
+    }
+    Ok(())
+}
 
 /// How far each feed has been followed: the last `seq` applied, the last
 /// one the feed has, and what went wrong last time, if anything.
@@ -93,12 +118,25 @@ struct FeedProgress {
     applied: i64,
     last_seq: Option<i64>,
     problem: Option<String>,
+    /// The feed is another history than the one applied: no longer followed.
+    stopped: bool,
+}
+
+/// Why a feed could not be followed this time.
+enum Trouble {
+    /// Worth another try: the feed did not answer, an event could not be
+    /// applied.
+    Passing(String),
+    /// The feed is not the history the reports applied: following it would
+    /// apply the new one on top of the old.
+    Replaced(String),
 }
 
 pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     // The reports' database has no event feed of its own, but the same
     // storage (an empty events table comes with it).
     let store = Store::open(&options.store, NAME, SCHEMA).map_err(io::Error::other)?;
+    store.upgrade(add_epochs_to_positions).map_err(io::Error::other)?;
     let progress = Arc::new(Progress::default());
     let registry_url = options.registration.registry_url.clone();
     for (feed, _) in FEEDS {
@@ -109,6 +147,7 @@ pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
             discovery: Discovery::new(registry_url.clone(), FEED_WAIT + Duration::from_secs(2)),
             batch: options.batch,
             apply_pause: options.apply_pause,
+            data_dir: options.store.data_dir.clone(),
         };
         actix_web::rt::spawn(follower.follow());
     }
@@ -136,12 +175,16 @@ struct Follower {
     discovery: Discovery,
     batch: u32,
     apply_pause: Duration,
+    /// Where the reports' database is, for the advice on rebuilding it.
+    data_dir: PathBuf,
 }
 
-#[derive(Deserialize)]
-struct Page {
-    events: Vec<Event>,
-    last_seq: i64,
+/// Where the reports are in a feed: the last event applied, and the epoch
+/// it was of (none in a database from before epochs).
+#[derive(Default)]
+struct Position {
+    applied: i64,
+    epoch: Option<Epoch>,
 }
 
 impl Follower {
@@ -155,16 +198,20 @@ impl Follower {
             let read = self.store.read(move |db| position(db, feed)).await;
             let problem = match read {
                 Err(problem) => problem.detail,
-                Ok(applied) => {
+                Ok(position) => {
                     // After a start or a failure, the first request does not
                     // wait: it says at once whether the feed answers.
                     let wait = if following { FEED_WAIT } else { Duration::ZERO };
-                    match self.follow_once(&client, applied, wait, !following).await {
+                    match self.follow_once(&client, position, wait, !following).await {
                         Ok(()) => {
                             (following, trouble) = (true, None);
                             continue;
                         }
-                        Err(problem) => problem,
+                        Err(Trouble::Passing(problem)) => problem,
+                        Err(Trouble::Replaced(problem)) => {
+                            error!("{problem}");
+                            return;
+                        }
                     }
                 }
             };
@@ -176,54 +223,75 @@ impl Follower {
         }
     }
 
-    /// Asks the feed for the events after `applied` and applies them (with
-    /// `announce`, says first that the feed answers); what went wrong, if
-    /// anything, as the health document says it.
+    /// Asks the feed for the events after those applied and applies them
+    /// (with `announce`, says first that the feed answers); what went wrong,
+    /// if anything, as the health document says it.
     async fn follow_once(
         &self,
         client: &awc::Client,
-        applied: i64,
+        position: Position,
         wait: Duration,
         announce: bool,
-    ) -> Result<(), String> {
-        let feed = self.feed;
+    ) -> Result<(), Trouble> {
+        let (feed, applied) = (self.feed, position.applied);
         let page = match self.next_page(client, applied, wait).await {
             Ok(page) => page,
             Err(problem) => {
-                let problem = format!("cannot follow the {feed} feed: {}", problem.detail);
-                self.progressed(applied, None, Some(problem.clone()));
-                return Err(problem);
+                let trouble =
+                    Trouble::Passing(format!("cannot follow the {feed} feed: {}", problem.detail));
+                self.progressed(applied, None, Some(&trouble));
+                return Err(trouble);
             }
         };
-        if announce && page.last_seq >= applied {
+        if let Some(problem) = self.replaced(&position, &page) {
+            let trouble = Trouble::Replaced(problem);
+            self.progressed(applied, Some(page.last_seq), Some(&trouble));
+            return Err(trouble);
+        }
+        if announce {
             info!("following the {feed} feed, after event {applied}");
         }
-        if page.last_seq < applied {
-            // Fewer events than the reports have applied: the feed's database
-            // was replaced. Following it would skip its next events.
-            let problem = format!(
-                "the {feed} feed ends at event {} but the reports have applied up to {applied}: \
-                 was its database replaced? To rebuild the reports, stop them and delete their \
-                 database (data/reports.sqlite*)",
-                page.last_seq
-            );
-            self.progressed(applied, Some(page.last_seq), Some(problem.clone()));
-            return Err(problem);
-        }
-        match self.apply(applied, page.events).await {
+        let last_seq = page.last_seq;
+        match self.apply(position, page).await {
             Ok(applied) => {
-                self.progressed(applied, Some(page.last_seq), None);
+                self.progressed(applied, Some(last_seq), None);
                 Ok(())
             }
             Err(problem) => {
-                let problem = format!(
+                let trouble = Trouble::Passing(format!(
                     "cannot apply the {feed} feed's events after {applied}: {}",
                     problem.detail
-                );
-                self.progressed(applied, Some(page.last_seq), Some(problem.clone()));
-                Err(problem)
+                ));
+                self.progressed(applied, Some(last_seq), Some(&trouble));
+                Err(trouble)
             }
         }
+    }
+
+    /// Why `page` is not of the history the reports applied, if it is not:
+    /// another epoch (the feed's database was made anew), or fewer events
+    /// than applied (it went back, to a backup say). Either way its next
+    /// events are not the ones after the position.
+    fn replaced(&self, position: &Position, page: &Page) -> Option<String> {
+        let feed = self.feed;
+        let what = match &position.epoch {
+            // With nothing of the feed applied yet, there is nothing to mix.
+            Some(epoch) if *epoch != page.epoch && position.applied > 0 => format!(
+                "the {feed} feed is of epoch {} but the reports applied its events of epoch {epoch}",
+                page.epoch
+            ),
+            _ if page.last_seq < position.applied => format!(
+                "the {feed} feed ends at event {} but the reports have applied up to {}",
+                page.last_seq, position.applied
+            ),
+            _ => return None,
+        };
+        let database = self.data_dir.join(format!("{NAME}.sqlite*"));
+        Some(format!(
+            "{what}: was its database replaced? The reports no longer follow it. To rebuild \
+             them, stop them and delete their database ({})",
+            database.display()
+        ))
     }
 
     /// The next page of events after `applied`, waiting for one if need be.
@@ -243,18 +311,24 @@ impl Follower {
         })
     }
 
-    /// Applies `events` and moves the feed's position past them, in one
-    /// transaction; returns the position. If it fails, nothing of it is kept.
-    async fn apply(&self, applied: i64, events: Vec<Event>) -> Result<i64, Problem> {
-        if events.is_empty() {
-            return Ok(applied);
+    /// Applies the page's events and moves the feed's position past them
+    /// (with its epoch), in one transaction; returns the position. If it
+    /// fails, nothing of it is kept.
+    async fn apply(&self, from: Position, page: Page) -> Result<i64, Problem> {
+        let Page { events, epoch, .. } = page;
+        // An empty page changes nothing, unless its epoch is new here.
+        if events.is_empty() && from.epoch.as_ref() == Some(&epoch) {
+            return Ok(from.applied);
         }
         let (feed, pause, count) = (self.feed, self.apply_pause, events.len());
-        let events_word = if count == 1 { "event" } else { "events" };
-        info!("applying {count} {events_word} of the {feed} feed, after event {applied}");
+        if count > 0 {
+            let events_word = if count == 1 { "event" } else { "events" };
+            let applied = from.applied;
+            info!("applying {count} {events_word} of the {feed} feed, after event {applied}");
+        }
         self.store
             .write(move |db| {
-                let mut position = position(db, feed)?;
+                let mut position = position(db, feed)?.applied;
                 for event in events {
                     // Already applied (a page asked for twice): nothing to do.
                     if event.seq <= position {
@@ -266,23 +340,25 @@ impl Follower {
                         std::thread::sleep(pause);
                     }
                 }
-                db.execute(
-                    "INSERT INTO positions (feed, seq) VALUES (?1, ?2)
-                     ON CONFLICT (feed) DO UPDATE SET seq = excluded.seq",
-                    params![feed, position],
-                )
-                .map_err(storage_problem)?;
+                db.prepare_cached(MOVE_POSITION)
+                    .and_then(|mut moving| moving.execute(params![feed, position, epoch]))
+                    .map_err(storage_problem)?;
                 Ok(position)
             })
             .await
     }
 
-    fn progressed(&self, applied: i64, last_seq: Option<i64>, problem: Option<String>) {
+    /// Records how far the feed is, and its trouble if any.
+    fn progressed(&self, applied: i64, last_seq: Option<i64>, trouble: Option<&Trouble>) {
         let mut progress = self.progress.0.lock().expect("progress");
         let feed = progress.entry(self.feed).or_default();
         feed.applied = applied;
         feed.last_seq = last_seq.or(feed.last_seq);
-        feed.problem = problem;
+        feed.stopped = matches!(trouble, Some(Trouble::Replaced(_)));
+        feed.problem = match trouble {
+            Some(Trouble::Passing(problem) | Trouble::Replaced(problem)) => Some(problem.clone()),
+            None => None,
+        };
         // For Prometheus: how far the view is, and how far behind.
         gauge!("reports_feed_position", "feed" => self.feed).set(applied as f64);
         if let Some(last_seq) = feed.last_seq {
@@ -292,12 +368,35 @@ impl Follower {
     }
 }
 
-fn position(db: &Connection, feed: &str) -> Result<i64, Problem> {
-    db.query_row("SELECT seq FROM positions WHERE feed = ?1", [feed], |row| row.get(0))
+fn position(db: &Connection, feed: &str) -> Result<Position, Problem> {
+    let mut reading = db.prepare_cached(POSITION).map_err(storage_problem)?;
+    reading
+        .query_row([feed], |row| Ok(Position { applied: row.get(0)?, epoch: row.get(1)? }))
         .optional()
         .map(Option::unwrap_or_default)
         .map_err(storage_problem)
 }
+
+// The statements that follow a feed, run for every page or event. Each
+// finds its rows by an index (a test checks), so that applying an event
+// does not slow down as the tables grow.
+const POSITION: &str = "SELECT seq, epoch FROM positions WHERE feed = ?1";
+const MOVE_POSITION: &str = "INSERT INTO positions (feed, seq, epoch) VALUES (?1, ?2, ?3)
+    ON CONFLICT (feed) DO UPDATE SET seq = excluded.seq, epoch = excluded.epoch";
+const SET_USER: &str = "INSERT INTO reports (user_id, name, state, events_applied, updated_at)
+    VALUES (?1, ?2, ?3, 1, ?4)
+    ON CONFLICT (user_id) DO UPDATE SET name = excluded.name, state = excluded.state,
+        events_applied = events_applied + 1, updated_at = excluded.updated_at";
+const SET_ACCOUNT: &str = "INSERT INTO report_accounts (account_id, user_id, balance)
+    VALUES (?1, ?2, ?3)
+    ON CONFLICT (account_id) DO UPDATE SET balance = excluded.balance";
+const COUNT_ACCOUNT_EVENT: &str = "INSERT INTO reports (user_id, events_applied, updated_at)
+    VALUES (?1, 1, ?2)
+    ON CONFLICT (user_id) DO UPDATE SET events_applied = events_applied + 1,
+        updated_at = excluded.updated_at";
+const SUM_ACCOUNTS: &str = "UPDATE reports SET (balance, accounts) =
+        (SELECT SUM(balance), COUNT(*) FROM report_accounts WHERE user_id = ?1)
+    WHERE user_id = ?1";
 
 /// One event, into the view. Events of a user and of their accounts come
 /// from two feeds, in no order between them: a report can start from
@@ -308,34 +407,14 @@ fn apply(db: &Transaction, event: &Event) -> rusqlite::Result<()> {
     let user_id = text("user_id");
     match event.kind.as_str() {
         "user_created" | "user_changed" => {
-            db.execute(
-                "INSERT INTO reports (user_id, name, state, events_applied, updated_at)
-                 VALUES (?1, ?2, ?3, 1, ?4)
-                 ON CONFLICT (user_id) DO UPDATE SET name = excluded.name, state = excluded.state,
-                     events_applied = events_applied + 1, updated_at = excluded.updated_at",
-                params![text("id"), text("name"), text("state"), event.at],
-            )?;
+            let user = params![text("id"), text("name"), text("state"), event.at];
+            db.prepare_cached(SET_USER)?.execute(user)?;
         }
         "account_opened" | "balance_changed" => {
             let balance = data["balance"].as_i64().unwrap_or_default();
-            db.execute(
-                "INSERT INTO report_accounts (account_id, user_id, balance) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (account_id) DO UPDATE SET balance = excluded.balance",
-                params![text("id"), user_id, balance],
-            )?;
-            db.execute(
-                "INSERT INTO reports (user_id, events_applied, updated_at) VALUES (?1, 1, ?2)
-                 ON CONFLICT (user_id) DO UPDATE SET events_applied = events_applied + 1,
-                     updated_at = excluded.updated_at",
-                params![user_id, event.at],
-            )?;
-            db.execute(
-                "UPDATE reports SET
-                     balance = (SELECT SUM(balance) FROM report_accounts WHERE user_id = ?1),
-                     accounts = (SELECT COUNT(*) FROM report_accounts WHERE user_id = ?1)
-                 WHERE user_id = ?1",
-                [&user_id],
-            )?;
+            db.prepare_cached(SET_ACCOUNT)?.execute(params![text("id"), user_id, balance])?;
+            db.prepare_cached(COUNT_ACCOUNT_EVENT)?.execute(params![user_id, event.at])?;
+            db.prepare_cached(SUM_ACCOUNTS)?.execute([&user_id])?;
         }
         other => warn!("event {} of a kind the reports do not know: {other}", event.seq),
     }
@@ -405,9 +484,10 @@ async fn list(
     Ok(HttpResponse::Ok().json(json!({ "reports": reports, "feeds": feeds })))
 }
 
-/// How far behind the reports are: per feed, a check that says so (warn
-/// when a feed cannot be followed: the reports still answer, from older
-/// data).
+/// How far behind the reports are: per feed, a check that says so. Warn
+/// when a feed cannot be followed for now: the reports still answer, from
+/// older data. Fail when a feed was replaced: they will not catch up
+/// without a rebuild.
 async fn healthz(
     overridden: web::Data<HealthOverride>,
     progress: web::Data<Progress>,
@@ -417,7 +497,8 @@ async fn healthz(
         .iter()
         .map(|(feed, check)| {
             let state = now.get(feed).cloned().unwrap_or_default();
-            Check::new(check, Health::Warn, async move {
+            let when_failing = if state.stopped { Health::Fail } else { Health::Warn };
+            Check::new(check, when_failing, async move {
                 match (state.problem, state.last_seq) {
                     (Some(problem), _) => {
                         Err(format!("{problem}; the reports have events up to {}", state.applied))
@@ -433,4 +514,28 @@ async fn healthz(
         })
         .collect();
     crate::health_report(&overridden, checks).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reading a whole table for each event makes the reports fall further
+    /// behind the more data there is: every statement of the apply path
+    /// must search an index instead (SQLite's plan says SCAN otherwise).
+    #[test]
+    fn every_statement_that_applies_events_uses_an_index() {
+        let db = Connection::open_in_memory().unwrap();
+        db.execute_batch(SCHEMA).unwrap();
+        let applying =
+            [POSITION, MOVE_POSITION, SET_USER, SET_ACCOUNT, COUNT_ACCOUNT_EVENT, SUM_ACCOUNTS];
+        for statement in applying {
+            let mut explain = db.prepare(&format!("EXPLAIN QUERY PLAN {statement}")).unwrap();
+            let mut rows = explain.raw_query();
+            while let Some(row) = rows.next().unwrap() {
+                let step: String = row.get("detail").unwrap();
+                assert!(!step.starts_with("SCAN"), "{step}, in: {statement}");
+            }
+        }
+    }
 }

@@ -120,12 +120,21 @@ async fn stop(child: &mut Child) {
     assert!(stopped.is_ok_and(|status| status.is_ok()), "it did not stop");
 }
 
+/// Starts a write service, ready once it has registered.
+async fn start_service(data: &DataDir, registry: &str, service: &str, port: u16) -> Child {
+    let env = [data.env(), ("REGISTRY_URL", registry.to_string())];
+    let (process, mut lines) = spawn(&[service, "--port", &port.to_string()], &env);
+    line_with(&mut lines, "registered with the registry").await;
+    process
+}
+
 /// The registry, users and accounts, each a process of its own; reports
 /// started and stopped by the tests.
 struct Services {
     data: DataDir,
     registry: String,
     users: String,
+    users_process: Child,
     accounts: String,
     _running: Vec<Child>,
 }
@@ -135,16 +144,11 @@ impl Services {
         let data = DataDir::new(test);
         let (registry_port, users_port, accounts_port) = (free_port(), free_port(), free_port());
         let registry = format!("http://127.0.0.1:{registry_port}");
-        let mut running = Vec::new();
-        let (process, mut lines) = spawn(&["registry", "--port", &registry_port.to_string()], &[]);
+        let (registry_process, mut lines) =
+            spawn(&["registry", "--port", &registry_port.to_string()], &[]);
         line_with(&mut lines, "listening on").await;
-        running.push(process);
-        for (service, port) in [("users", users_port), ("accounts", accounts_port)] {
-            let env = [data.env(), ("REGISTRY_URL", registry.clone())];
-            let (process, mut lines) = spawn(&[service, "--port", &port.to_string()], &env);
-            line_with(&mut lines, "registered with the registry").await;
-            running.push(process);
-        }
+        let users_process = start_service(&data, &registry, "users", users_port).await;
+        let accounts_process = start_service(&data, &registry, "accounts", accounts_port).await;
         // accounts asks users through the registry: ready once users passes.
         let passing = format!("{registry}/v1/health/service/users?passing");
         wait_for(&passing, |body| body.as_array().is_some_and(|a| !a.is_empty())).await;
@@ -152,9 +156,21 @@ impl Services {
             data,
             registry,
             users: format!("http://127.0.0.1:{users_port}"),
+            users_process,
             accounts: format!("http://127.0.0.1:{accounts_port}"),
-            _running: running,
+            _running: vec![registry_process, accounts_process],
         }
+    }
+
+    /// Stops users, deletes its database, and starts it again on the same
+    /// port: a new, empty feed where the old one was.
+    async fn replace_the_users_database(&mut self) {
+        stop(&mut self.users_process).await;
+        for file in ["users.sqlite", "users.sqlite-wal", "users.sqlite-shm"] {
+            let _ = std::fs::remove_file(self.data.0.join(file));
+        }
+        let port = self.users.rsplit(':').next().unwrap().parse().unwrap();
+        self.users_process = start_service(&self.data, &self.registry, "users", port).await;
     }
 
     /// The reports service, on `port`, with `env` added.
@@ -197,8 +213,12 @@ async fn the_feed_serves_events_in_order_a_page_at_a_time_and_waits_for_new_ones
     assert_eq!(page.body["events"][0]["type"], "user_created");
     assert_eq!(page.body["events"][0]["subject"], "u0");
     assert_eq!(page.body["events"][0]["data"]["name"], "Ann");
+    // Every page says which history it is of: the epoch of users' database.
+    let epoch = page.body["epoch"].clone();
+    assert!(epoch.as_str().is_some_and(|epoch| !epoch.is_empty()), "{}", page.body);
     let page = call("GET", &format!("{users}/events?after=2&limit=2"), None).await;
     assert_eq!(seqs(&page.body), [3, 4]);
+    assert_eq!(page.body["epoch"], epoch);
     let page = call("GET", &format!("{users}/events?after=4"), None).await;
     assert_eq!(seqs(&page.body), [5]);
     // Nothing new, no wait: an empty page at once.
@@ -444,7 +464,7 @@ async fn reports_say_so_when_a_feed_has_fewer_events_than_they_applied() {
         .await;
     call("POST", &format!("{}/", services.users), Some(json!({ "id": "bo", "name": "Bo" }))).await;
     let health = format!("http://127.0.0.1:{port}/healthz");
-    wait_for_status(&health, "applied events up to 2 of 2").await;
+    wait_for_health(&health, StatusCode::OK, "applied events up to 2 of 2").await;
 
     // A second users service on a new, empty database, registered too:
     // one feed of two has fewer events than the reports applied.
@@ -452,18 +472,112 @@ async fn reports_say_so_when_a_feed_has_fewer_events_than_they_applied() {
     let env = [other.env(), ("REGISTRY_URL", services.registry.clone())];
     let (_users, mut lines) = spawn(&["users", "--port", &free_port().to_string()], &env);
     line_with(&mut lines, "registered with the registry").await;
-    wait_for_status(&health, "was its database replaced?").await;
+    wait_for_health(&health, StatusCode::SERVICE_UNAVAILABLE, "was its database replaced?").await;
 }
 
-/// Waits until the health document at `url` holds `text`.
-async fn wait_for_status(url: &str, text: &str) {
+#[actix_web::test]
+async fn reports_stop_following_a_feed_whose_database_was_replaced() {
+    let mut services = Services::start("new-history").await;
+    let port = free_port();
+    let reports = format!("http://127.0.0.1:{port}");
+    let (mut reports_process, _) = services.reports(port, &[]);
+    for user in ["ann", "bo"] {
+        call("POST", &format!("{}/", services.users), Some(json!({ "id": user, "name": user })))
+            .await;
+    }
+    let health = format!("{reports}/healthz");
+    wait_for_health(&health, StatusCode::OK, "applied events up to 2 of 2").await;
+
+    // users starts again on an empty database, and its new feed soon goes
+    // past the old position: events 1 to 5 of another history.
+    services.replace_the_users_database().await;
+    let new_users = ["cy", "di", "ed", "fay", "gus"];
+    for user in new_users {
+        let created = call(
+            "POST",
+            &format!("{}/", services.users),
+            Some(json!({ "id": user, "name": user })),
+        )
+        .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    }
+
+    // Not applied on top of the old one as if it went on: the reports stop
+    // following it, and say so, failing, until they are rebuilt.
+    let stopped = StatusCode::SERVICE_UNAVAILABLE;
+    let document = wait_for_health(&health, stopped, "was its database replaced?").await;
+    let users_feed = &document["checks"]["feed:users"][0];
+    assert_eq!(users_feed["status"], "fail", "{document}");
+    let output = users_feed["output"].as_str().unwrap();
+    assert!(output.contains("the users feed is of epoch"), "{output}");
+    assert!(output.contains("reports.sqlite"), "{output}");
+    assert_eq!(document["checks"]["feed:accounts"][0]["status"], "pass", "{document}");
+    for user in new_users {
+        let report = call("GET", &format!("{reports}/{user}"), None).await;
+        assert_eq!(report.status, StatusCode::NOT_FOUND, "{user}: {}", report.body);
+    }
+    // Still so once the reports are restarted: they keep the epoch they follow.
+    stop(&mut reports_process).await;
+    let (_reports, _) = services.reports(port, &[]);
+    wait_for_health(&health, stopped, "was its database replaced?").await;
+    assert_eq!(call("GET", &format!("{reports}/cy"), None).await.status, StatusCode::NOT_FOUND);
+}
+
+#[actix_web::test]
+async fn a_feed_replaced_before_any_of_its_events_was_applied_is_followed() {
+    let mut services = Services::start("new-history-empty").await;
+    let port = free_port();
+    let (_reports, _) = services.reports(port, &[]);
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    wait_for_health(&health, StatusCode::OK, "applied events up to 0 of 0").await;
+
+    // Nothing of the old history is in the reports: nothing to mix up.
+    services.replace_the_users_database().await;
+    call("POST", &format!("{}/", services.users), Some(json!({ "id": "ann", "name": "Ann" })))
+        .await;
+    wait_for(&format!("http://127.0.0.1:{port}/ann"), |r| r["name"] == "Ann").await;
+    wait_for_health(&health, StatusCode::OK, "applied events up to 1 of 1").await;
+}
+
+#[actix_web::test]
+async fn reports_from_before_epochs_adopt_the_epoch_of_the_feed_they_follow() {
+    let services = Services::start("before-epochs").await;
+    let users = &services.users;
+    call("POST", &format!("{users}/"), Some(json!({ "id": "ann", "name": "Ann" }))).await;
+    // A reports database as the version before epochs left it: ann applied.
+    let old = rusqlite::Connection::open(services.data.0.join("reports.sqlite")).unwrap();
+    old.execute_batch(
+        "CREATE TABLE reports (user_id TEXT PRIMARY KEY, name TEXT, state TEXT,
+             balance INTEGER NOT NULL DEFAULT 0, accounts INTEGER NOT NULL DEFAULT 0,
+             events_applied INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL);
+         CREATE TABLE report_accounts (account_id TEXT PRIMARY KEY, user_id TEXT NOT NULL,
+             balance INTEGER NOT NULL);
+         CREATE TABLE positions (feed TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+         INSERT INTO reports VALUES ('ann', 'Ann', 'active', 0, 0, 1, '2026-11-30T00:00:00Z');
+         INSERT INTO positions VALUES ('users', 1);",
+    )
+    .unwrap();
+    drop(old);
+
+    let port = free_port();
+    let (_reports, _) = services.reports(port, &[]);
+    call("PATCH", &format!("{users}/ann"), Some(json!({ "name": "Ann B." }))).await;
+    let report = wait_for(&format!("http://127.0.0.1:{port}/ann"), |r| r["name"] == "Ann B.").await;
+    assert_eq!(report["events_applied"], 2, "ann's first event not applied again: {report}");
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    wait_for_health(&health, StatusCode::OK, "applied events up to 2 of 2").await;
+}
+
+/// Waits until the health document at `url` answers `status` and holds
+/// `text`; the document.
+async fn wait_for_health(url: &str, status: StatusCode, text: &str) -> Value {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let answer = try_call("GET", url, None).await;
-        if answer.as_ref().is_ok_and(|a| a.body.to_string().contains(text)) {
-            return;
+        match answer {
+            Ok(a) if a.status == status && a.body.to_string().contains(text) => return a.body,
+            _ => assert!(Instant::now() < deadline, "{url} never said {status} {text:?}"),
         }
-        assert!(Instant::now() < deadline, "{url} never said {text:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
