@@ -180,8 +180,14 @@ async fn a_port_in_use_stops_the_step_with_a_message_that_says_what_to_do() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
 
-    let mut step =
-        Running::start(&[], &[("SERVICE1_PORT", "0".to_string()), ("SERVICE2_PORT", port.clone())]);
+    let mut step = Running::start(
+        &[],
+        &[
+            ("SERVICE1_PORT", "0".to_string()),
+            ("SERVICE2_PORT", port.clone()),
+            ("GATEWAY_PORT", "0".to_string()),
+        ],
+    );
     let status = step.exit_status().await;
     let output = step.rest_of_output().await;
     assert_eq!(status.code(), Some(1), "{output}");
