@@ -468,6 +468,19 @@ async fn a_body_over_the_limit_is_a_413_and_never_reaches_the_service() {
 }
 
 #[actix_web::test]
+async fn headers_over_the_limit_are_a_431_and_never_reach_the_service() {
+    let gateway = start_gateway_with(&[("service1", &start_echo())]).await;
+    let url = format!("{gateway}/api/service1/");
+    let under = request("GET", &url).insert_header(("x-note", "x".repeat(15_000)));
+    assert_eq!(under.send().await.unwrap().status(), StatusCode::CREATED);
+    let over = request("GET", &url).insert_header(("x-note", "x".repeat(100_000)));
+    let mut response = over.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let problem: Value = response.json().await.unwrap();
+    assert!(problem["detail"].as_str().unwrap().starts_with("the headers are larger"), "{problem}");
+}
+
+#[actix_web::test]
 async fn an_unknown_route_is_a_404() {
     let gateway = start_step().await;
     for path in ["/service1/x", "/api", "/favicon.ico"] {

@@ -267,6 +267,24 @@ impl Discovery {
         }
     }
 
+    /// Every healthy instance of `service`, starting with the one whose
+    /// turn it is, each once: for a caller that may pass some over (their
+    /// circuits are open), whatever other calls take meanwhile.
+    pub async fn find_all(
+        &self,
+        client: &awc::Client,
+        service: &str,
+    ) -> Result<Vec<Upstream>, Problem> {
+        let first = self.find(client, service).await?;
+        let known = self.known.lock().expect("discovery cache");
+        let urls = known.get(service).map(|instances| instances.urls.clone()).unwrap_or_default();
+        let Some(start) = urls.iter().position(|url| *url == first.url) else {
+            return Ok(vec![first]);
+        };
+        let in_turn = urls.iter().cycle().skip(start).take(urls.len());
+        Ok(in_turn.map(|url| Upstream { url: url.clone(), ..first.clone() }).collect())
+    }
+
     /// Whether the registry listed instances of `service` in the last ten
     /// minutes: if none is listed now, it is down (or the registry has just
     /// restarted and not heard from it yet), not a name that never existed.

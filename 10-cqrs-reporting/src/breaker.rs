@@ -81,19 +81,15 @@ impl Breakers {
         client: &awc::Client,
         service: &str,
     ) -> Result<(Upstream, Permit), Problem> {
-        let mut passed_over = Vec::new();
-        loop {
-            let instance = discovery.find(client, service).await?;
-            let breaker = self.of(&instance);
-            // In turn, the same instance again means every one was tried.
-            if passed_over.contains(&instance.url) {
-                return Err(breaker.events.open_problem());
-            }
-            match breaker.permit() {
+        let mut refused = None;
+        for instance in discovery.find_all(client, service).await? {
+            match self.of(&instance).permit() {
                 Ok(permit) => return Ok((instance, permit)),
-                Err(_) => passed_over.push(instance.url),
+                Err(open) => refused = Some(open),
             }
         }
+        let none = || Problem::new(StatusCode::SERVICE_UNAVAILABLE, "no instance to call");
+        Err(refused.unwrap_or_else(none))
     }
 
     /// The circuit of `instance`, closed the first time it is asked for.

@@ -335,6 +335,11 @@ fn json_to_xml(value: &Value, xml: &mut String) {
     }
 }
 
+/// The most header bytes the gateway passes on (names and values). actix
+/// reads up to 128 KiB of them; a service behind may take less, or spend
+/// memory on them: the gateway says no first, as nginx does at 8 KiB a line.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
 /// Headers that describe one connection, not the message: a proxy must
 /// not pass them on (RFC 9110, section 7.6.1).
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -436,6 +441,13 @@ async fn proxy(
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared_length.is_some_and(|length| length > gateway.max_body_bytes) {
         return Err(too_large());
+    }
+    let header_bytes: usize =
+        request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        let detail =
+            format!("the headers are larger than the gateway's limit of {MAX_HEADER_BYTES} bytes");
+        return Err(Problem::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, detail));
     }
 
     let mut outgoing = client.request(request.method().clone(), &url).timeout(service.timeout);
