@@ -250,7 +250,7 @@ impl Discovery {
                 known.insert(service.to_string(), instances);
             }
             // Better an instance the registry knew a moment ago than none.
-            Err(problem) => match self.next_known(service, false) {
+            Err(problem) => match self.next_known_after_failure(service) {
                 Some(url) => {
                     warn!("{}; calling an instance of {service} known before", problem.detail);
                     return Ok(instance(url));
@@ -287,6 +287,16 @@ impl Discovery {
             .as_object()
             .map(|services| services.keys().cloned().collect())
             .unwrap_or_default())
+    }
+
+    /// After a failed lookup, the next remembered instance; and the lookup
+    /// counts as made, so that for a second calls take what is remembered
+    /// instead of each asking (and warning about) a registry that is down.
+    fn next_known_after_failure(&self, service: &str) -> Option<String> {
+        if let Some(instances) = self.known.lock().expect("discovery cache").get_mut(service) {
+            instances.asked_at = Instant::now();
+        }
+        self.next_known(service, false)
     }
 
     /// The next of the remembered instances, in turn; with `fresh`, only if

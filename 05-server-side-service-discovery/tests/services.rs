@@ -226,3 +226,48 @@ async fn no_registry_is_a_502_naming_the_registry() {
         format!("registry at {registry_url} refused the connection: is it running?")
     );
 }
+
+#[actix_web::test]
+async fn while_the_registry_fails_discovery_asks_it_at_most_once_a_second() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (asked, failing) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+    let (counted, fails) = (asked.clone(), failing.clone());
+    let registry_url = start(move |listener| {
+        step05_server_side_service_discovery::serve(listener, move |routes| {
+            let (counted, fails) = (counted.clone(), fails.clone());
+            routes.default_service(web::to(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let failing = fails.load(Ordering::SeqCst);
+                async move {
+                    match failing {
+                        true => HttpResponse::InternalServerError().finish(),
+                        false => HttpResponse::Ok().json(json!([{
+                            "Node": { "Address": "127.0.0.1" },
+                            "Service": { "Address": "127.0.0.1", "Port": 3003 },
+                            "Checks": [],
+                        }])),
+                    }
+                }
+            }));
+        })
+    });
+    let discovery =
+        step05_server_side_service_discovery::Discovery::new(registry_url, Duration::from_secs(1));
+    let client = awc::Client::default();
+    discovery.find(&client, "service2").await.unwrap();
+    failing.store(true, Ordering::SeqCst);
+
+    // Once its second of memory is over, discovery asks again, in vain...
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while asked.load(Ordering::SeqCst) < 2 {
+        assert!(discovery.find(&client, "service2").await.is_ok(), "the instance known before");
+        assert!(std::time::Instant::now() < deadline, "discovery never asked again");
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...and then calls take the instance known before, without asking.
+    for _ in 0..20 {
+        assert!(discovery.find(&client, "service2").await.is_ok());
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+}
