@@ -194,6 +194,17 @@ enum Probe {
 }
 
 impl Probe {
+    /// Whether this is the HTTP probe that `definition` asks for.
+    fn is_defined_by(&self, definition: &ProbeDefinition) -> bool {
+        match (self, definition) {
+            (
+                Probe::Http { url, interval, timeout, .. },
+                ProbeDefinition::Http { url: wanted, interval: every, timeout: within },
+            ) => (url, interval, timeout) == (wanted, every, within),
+            _ => false,
+        }
+    }
+
     fn new(definition: &ProbeDefinition, now: Instant) -> Probe {
         match definition.clone() {
             ProbeDefinition::Ttl(ttl) => Probe::Ttl { ttl, deadline: later(now, ttl) },
@@ -319,7 +330,14 @@ impl State {
                         }),
                     output: known.map(|check| check.output.clone()).unwrap_or_default(),
                     last_checked: known.and_then(|check| check.last_checked),
-                    probe: Probe::new(&definition.probe, now),
+                    probe: match known {
+                        // Services register again every second: an unchanged
+                        // HTTP check keeps its schedule, or it would run then too.
+                        Some(check) if check.probe.is_defined_by(&definition.probe) => {
+                            check.probe.clone()
+                        }
+                        _ => Probe::new(&definition.probe, now),
+                    },
                     id: definition.id,
                     name: definition.name,
                     status,
