@@ -16,6 +16,11 @@
   folders that exist.
 - Every link, image and path the deck shows exists, and every diagram in
   diagrams/ is used.
+- Every line of code fits, unwrapped, in the code box of its slide, at the
+  code font of the slide's class (see THEME_SLIDE_WIDTH); a command too long
+  for that is not shown as an inline code span, which would wrap with the
+  text and break its box, but in a ```sh block on a slide whose class makes
+  the code small enough.
 """
 
 import argparse
@@ -24,6 +29,7 @@ import re
 import shlex
 import sys
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +51,26 @@ TOKEN_SEPARATORS = re.compile(r"[\s=(),'\"`;<>\[\]{}|]+")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 INLINE_CODE = re.compile(r"(`+)(.+?)\1")
 
+# How wide a line of code may be, in characters. Marp's default theme (the
+# deck's) lays a slide out 1280 px wide for size 16:9 (960 for 4:3), with a
+# padding of 78.5 px on each side; a code block (pre) has a padding of 16 px
+# and a border of 1 px on each side, which leaves 1280 - 157 - 32 - 2 =
+# 1089 px for the code. Its font is 85 % of the slide's unless the deck's
+# style sets another for the slide's class (section.wide pre { font-size:
+# 14px; }). The theme's monospace fonts (ui-monospace, SF Mono, Menlo,
+# Consolas, Liberation Mono, then the system's monospace, DejaVu Sans Mono on
+# Linux) are all 0.55 to 0.602 em a character; 0.61 em leaves a little room
+# for rounding. So a slide of 26 px takes 80 characters a line, one of 22 px
+# (small) 95, and a code font of 14 px 127.
+THEME_SLIDE_WIDTH = {"16:9": 1280, "4:3": 960}
+THEME_SLIDE_PADDING = 78.5
+THEME_CODE_PADDING = 16 + 1  # padding and border, each side
+THEME_SLIDE_FONT = 29  # px, the default theme's, when the style sets none
+THEME_CODE_FONT = 0.85  # of the slide's
+CHARACTER_WIDTH = 0.61  # em
+CSS_RULE = re.compile(r"([^{}]+)\{([^{}]*)\}")
+CSS_FONT_SIZE = re.compile(r"font-size\s*:\s*([0-9.]+)(px|em|%)\s*(?:;|$)")
+
 
 @dataclass
 class Section:
@@ -54,6 +80,12 @@ class Section:
     blocks: list = field(default_factory=list)  # (language, line, text)
     inline: list = field(default_factory=list)  # (line, code)
     links: list = field(default_factory=list)  # (line, target)
+
+
+def display_width(text: str) -> int:
+    """How many character cells a line of code takes in a monospace font."""
+    text = text.expandtabs(8)
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 class Check:
@@ -126,18 +158,33 @@ class Check:
     def parse(self):
         lines = self.deck.read_text(encoding="utf-8").split("\n")
         start = 0
+        self.front_matter: list[str] = []
         if lines and lines[0].strip() == "---":
             ends = [i for i in range(1, len(lines)) if lines[i].strip() == "---"]
             if not ends:
                 self.fail("the front matter (from the first ---) never ends", 1)
                 ends = [0]
             start = ends[0] + 1
+            self.front_matter = lines[1 : ends[0]]
             if not any(re.fullmatch(r"marp:\s*true", l.strip()) for l in lines[1 : ends[0]]):
                 self.fail("the front matter does not say marp: true; Marp would not render the slides", 1)
         self.sections: list[Section] = []
+        # The slides: for each, the class its _class directive gives it, and
+        # the class directive (for it and the slides after it) it holds.
+        self.slide_of: dict[int, int] = {}  # line number: slide
+        local_class: list[str | None] = [None]
+        global_class: list[str | None] = [None]
         fence = None
         for index in range(start, len(lines)):
             number, text = index + 1, lines[index]
+            if fence is None and text.strip() == "---":
+                local_class.append(None)
+                global_class.append(None)
+                continue
+            self.slide_of[number] = len(local_class) - 1
+            directive = re.fullmatch(r"\s*<!--\s*(_?)class\s*:\s*(.*?)\s*-->\s*", text)
+            if fence is None and directive:
+                (local_class if directive.group(1) else global_class)[-1] = directive.group(2)
             if fence is not None:
                 if text.strip().startswith(fence[0]):
                     language, first, body = fence[1], fence[2], fence[3]
@@ -169,6 +216,16 @@ class Check:
                 section.links.append((number, match.group(1)))
         if fence is not None:
             self.fail("a code block is never closed", fence[2])
+        self.slide_classes: list[list[str]] = []
+        in_effect = next(
+            (m.group(1) for m in (re.fullmatch(r"class:\s*(.*?)\s*", l) for l in self.front_matter) if m),
+            None,
+        )
+        for local, declared in zip(local_class, global_class):
+            if declared is not None:
+                in_effect = declared
+            chosen = local if local is not None else in_effect
+            self.slide_classes.append((chosen or "").split())
 
     def sections_in_order(self):
         intro = []
@@ -373,6 +430,119 @@ class Check:
                             shown = base.relative_to(self.root) if base != self.root else "the workspace"
                             self.fail(f"there is no file `{token}` in {shown}", number)
 
+    # --- what fits on a slide --------------------------------------------
+
+    def code_fonts(self):
+        """The slide's and the code's font size, in px, by class (None: no class)."""
+        values = {}
+        for line in self.front_matter:
+            key = re.fullmatch(r"(\w+):\s*(.*?)\s*", line)
+            if key:
+                values[key.group(1)] = key.group(2)
+        theme, size = values.get("theme", "default"), values.get("size", "16:9")
+        if theme != "default" or size not in THEME_SLIDE_WIDTH:
+            self.fail(
+                f"the deck's theme is {theme}, size {size}: the check measures code lines for Marp's "
+                f"default theme, size {' or '.join(THEME_SLIDE_WIDTH)}; change the THEME_ numbers "
+                "numbers in slides/check.py for another"
+            )
+            return None
+        style, in_style = [], False
+        for line in self.front_matter:
+            if re.fullmatch(r"style:\s*\|[-+]?\s*", line):
+                in_style = True
+            elif in_style and (line.startswith((" ", "\t")) or not line.strip()):
+                style.append(line)
+            else:
+                in_style = False
+        slide_font = {None: float(THEME_SLIDE_FONT)}
+        code_font = {}
+        for selectors, body in CSS_RULE.findall("\n".join(style)):
+            for selector in (s.strip() for s in selectors.split(",")):
+                rule = re.fullmatch(r"section(?:\.([\w-]+))?(\s+pre)?", selector)
+                if not rule:
+                    continue
+                if "padding" in body or "width" in body:
+                    self.fail(
+                        f"the deck's style changes the padding or width of `{selector}`: the check "
+                        "measures code lines with the default theme's (the THEME_ numbers in "
+                        "slides/check.py); change it there too"
+                    )
+                font = CSS_FONT_SIZE.search(body)
+                if font:
+                    name = rule.group(1)
+                    target = code_font if rule.group(2) else slide_font
+                    target[name] = (float(font.group(1)), font.group(2))
+        for name, value in list(slide_font.items()):
+            if isinstance(value, tuple):
+                number, unit = value
+                base = THEME_SLIDE_FONT
+                slide_font[name] = number if unit == "px" else number * base * (0.01 if unit == "%" else 1)
+        self.slide_width = THEME_SLIDE_WIDTH[size]
+        return slide_font, code_font
+
+    def code_limit(self, classes: list[str], fonts) -> tuple[int, float]:
+        """How many characters a line of code may have on a slide of these classes."""
+        slide_font, code_font = fonts
+        slide = max([slide_font[c] for c in classes if c in slide_font] or [slide_font[None]])
+        sizes = []
+        for name in [None, *classes]:
+            if name in code_font:
+                number, unit = code_font[name]
+                sizes.append(number if unit == "px" else number * slide * (0.01 if unit == "%" else 1))
+        code = max(sizes) if sizes else slide * THEME_CODE_FONT
+        width = self.slide_width - 2 * THEME_SLIDE_PADDING - 2 * THEME_CODE_PADDING
+        return int(width / (code * CHARACTER_WIDTH)), code
+
+    def code_fits(self):
+        fonts = self.code_fonts()
+        if fonts is None:
+            return
+        # The classes that make code smaller, to suggest.
+        limits = {None: self.code_limit([], fonts)[0]}
+        for name in sorted({*fonts[0], *fonts[1]} - {None}):
+            limits[name] = self.code_limit([name], fonts)[0]
+        def classes_for(width: int) -> str:
+            fitting = sorted(((limit, name) for name, limit in limits.items() if name and limit >= width), reverse=True)
+            if fitting:
+                return "give the slide a class that fits it, <!-- _class: NAME --> (characters a line): " + ", ".join(
+                    f"{n} ({l})" for l, n in fitting
+                )
+            width_px = self.slide_width - 2 * THEME_SLIDE_PADDING - 2 * THEME_CODE_PADDING
+            largest = int(width_px / (width * CHARACTER_WIDTH) * 10) / 10
+            return (
+                "no class of the deck's style makes code that small: add one to its style, "
+                f"section.NAME pre {{ font-size: {largest:g}px; }} at most"
+            )
+        for section in self.sections:
+            lines = [(n, t) for _, _, body in section.blocks for n, t in body]
+            for number, text in lines:
+                width = display_width(text.rstrip())
+                classes = self.slide_classes[self.slide_of.get(number, 0)]
+                limit, code = self.code_limit(classes, fonts)
+                if width > limit:
+                    named = f"class {' '.join(classes)}" if classes else "no class"
+                    self.fail(
+                        f"a line of code of {width} characters: its slide ({named}, code at {code:g} px) "
+                        f"fits {limit} on a line, and Marp would shrink or cut it: {classes_for(width)}; "
+                        "or shorten the line, if it is no command copied from a README",
+                        number,
+                    )
+            for number, code_text in section.inline:
+                if not COMMAND.match(code_text):
+                    continue
+                classes = self.slide_classes[self.slide_of.get(number, 0)]
+                limit, _ = self.code_limit(classes, fonts)
+                width = display_width(code_text)
+                if width > limit:
+                    self.fail(
+                        f"`{code_text[:40]}...` is a command of {width} characters in a code span, "
+                        f"which wraps with the text over several lines and breaks its box: show it "
+                        f"in a ```sh block of its own ({limit} characters a line on this slide): "
+                        f"{classes_for(width)}",
+                        number,
+                    )
+
     def diagrams_used(self):
         shown = {t for s in self.sections for _, t in s.links}
         for svg in sorted((self.slides / "diagrams").glob("*.svg")):
@@ -388,6 +558,7 @@ class Check:
         self.step_sections()
         self.commands_exist()
         self.paths_exist()
+        self.code_fits()
         self.diagrams_used()
         if self.errors:
             for error in self.errors:
@@ -397,7 +568,7 @@ class Check:
         print(
             f"ok   {self.deck_name}: {len(INTRO)} opening sections, then {steps} step sections in the "
             f"order of the {len(self.step_dirs)} step folders and of Cargo.toml's members; "
-            "every command, path and image exists"
+            "every command, path and image exists; every line of code fits its slide"
         )
         return 0
 
