@@ -14,6 +14,7 @@ use snapbox::{Assert, IntoData};
 pub fn output(actual: &str, expected: &str) -> Result<(), String> {
     let actual = only_headers_shown(&tidy(actual), expected);
     Assert::new()
+        .normalize_paths(false)
         .try_eq(Some(&"printed"), actual.into_data(), tidy(expected).into_data())
         .map_err(|error| error.to_string())
 }
@@ -24,6 +25,7 @@ pub fn lines_among(actual: &str, expected: &str) -> Result<(), String> {
     let mut expected = tidy(expected);
     expected.push_str("...\n");
     Assert::new()
+        .normalize_paths(false)
         .try_eq(
             Some(&"the terminals"),
             tidy(actual).into_data().unordered(),

@@ -36,6 +36,9 @@ pub enum Action {
     CtrlC { name: String },
     /// A block that cannot run unattended (a browser, Docker), and why.
     NotRun { why: String },
+    /// The time a learner takes to read the prose, where what happens next
+    /// depends on it (a cache that expires in a second).
+    Pause(Duration),
 }
 
 /// How long a terminal's lines may take to show, unless the README says.
@@ -127,6 +130,9 @@ pub fn parse(text: &str) -> Result<Vec<Item>, String> {
                 Directive::CtrlC(name) => {
                     items.push(Item { line: number, action: Action::CtrlC { name } })
                 }
+                Directive::Pause(pause) => {
+                    items.push(Item { line: number, action: Action::Pause(pause) })
+                }
                 other => directive = Some((number, other)),
             }
         }
@@ -148,6 +154,8 @@ enum Directive {
     RepeatWithin(Duration),
     /// `ctrl-c <name>`
     CtrlC(String),
+    /// `pause 2s (why)`
+    Pause(Duration),
 }
 
 impl Directive {
@@ -171,9 +179,14 @@ impl Directive {
         if let Some(name) = words.strip_prefix("ctrl-c") {
             return Ok(Directive::CtrlC(name.trim().to_string()));
         }
+        if let Some(pause) = words.strip_prefix("pause") {
+            // `pause 1s (why)`: the why is for the reader of the source.
+            let duration = pause.split_whitespace().next().unwrap_or_default();
+            return Ok(Directive::Pause(duration_of(duration)?));
+        }
         Err(format!(
             "`{words}` is not a walkthrough directive \
-             (not run: <why> | terminal shows [within <duration>] | repeat within <duration> | ctrl-c <name>)"
+             (not run: <why> | terminal shows [within <duration>] | repeat within <duration> | ctrl-c <name> | pause <duration>)"
         ))
     }
 }

@@ -145,6 +145,7 @@ impl Session {
                     self.ctrl_c(name).map_err(|e| format!("line {line}: {e}"))?
                 }
                 Action::NotRun { why } => report.not_run.push(format!("line {line}: {why}")),
+                Action::Pause(pause) => thread::sleep(*pause),
             }
         }
         Ok(())
@@ -332,16 +333,14 @@ impl Session {
     }
 
     fn ctrl_c(&mut self, name: &str) -> Result<(), String> {
-        let index = self
-            .running
-            .iter()
-            .rposition(|t| t.name == name)
-            .ok_or_else(|| format!("`ctrl-c {name}`, but no running service has that name"))?;
-        let mut terminal = self.running.remove(index);
-        self.marks.remove(index);
-        if terminal.has_ended() {
-            return Ok(()); // it had ended already (killed by an earlier command)
+        if !self.running.iter().any(|t| t.name == name) {
+            return Err(format!("`ctrl-c {name}`, but no service was started with that name"));
         }
+        let Some(index) = self.running.iter_mut().rposition(|t| t.name == name && !t.has_ended()) else {
+            return Ok(()); // it had ended already (killed by an earlier command)
+        };
+        // The terminal stays in the list: what it printed while stopping counts.
+        let terminal = &mut self.running[index];
         stop(&mut terminal.child, "INT");
         let deadline = Instant::now() + STOP_WITHIN;
         while terminal.child.try_wait().map_err(|e| e.to_string())?.is_none() {
@@ -351,6 +350,7 @@ impl Session {
             }
             thread::sleep(POLL);
         }
+        terminal.has_ended(); // and its last lines read
         Ok(())
     }
 
@@ -383,9 +383,9 @@ impl Session {
 
     /// Ctrl-C to every service still running, as a learner closing up.
     pub fn close(mut self) -> Result<(), String> {
-        let names: Vec<String> = self.running.iter().rev().map(|t| t.name.clone()).collect();
         let mut result = Ok(());
-        for name in names {
+        while let Some(index) = self.running.iter_mut().rposition(|t| !t.has_ended()) {
+            let name = self.running[index].name.clone();
             if let Err(e) = self.ctrl_c(&name) {
                 result = result.and(Err(e));
             }
