@@ -166,7 +166,7 @@ impl Session {
             } else {
                 let output = self.finish(command)?;
                 printed.push_str(&output);
-                if !output.ends_with('\n') {
+                if !output.is_empty() && !output.ends_with('\n') {
                     printed.push('\n');
                 }
             }
