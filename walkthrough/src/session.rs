@@ -134,6 +134,7 @@ impl Session {
                             }
                         }
                     }
+                    report.commands += commands.len();
                     report.outputs_compared += usize::from(expected.is_some());
                 }
                 Action::TerminalShows { expected, within } => {
@@ -160,7 +161,6 @@ impl Session {
     ) -> Result<String, String> {
         let mut printed = String::new();
         for command in commands {
-            report.commands += 1;
             if self.starts_a_service(command) {
                 self.start(command, expected)?;
             } else {
@@ -176,6 +176,7 @@ impl Session {
 
     /// `cargo run -p <step>`, alone or with a service: it keeps a terminal.
     fn starts_a_service(&self, command: &str) -> bool {
+        let command = without_variables(command);
         let Some(rest) = command.strip_prefix(&format!("cargo run -p {}", self.package)) else {
             return false;
         };
@@ -191,7 +192,7 @@ impl Session {
     }
 
     fn start(&mut self, command: &str, expected: Option<&str>) -> Result<(), String> {
-        let name = match command.split_once(" -- ") {
+        let name = match without_variables(command).split_once(" -- ") {
             Some((_, arguments)) => arguments.trim().to_string(),
             None => "step".to_string(),
         };
@@ -431,6 +432,18 @@ fn stop(child: &mut Child, signal: &str) {
 
 fn indent(commands: &[String]) -> String {
     commands.iter().map(|c| format!("    $ {c}")).collect::<Vec<_>>().join("\n")
+}
+
+/// The command without the `NAME=value` settings before it.
+fn without_variables(command: &str) -> &str {
+    let mut rest = command.trim_start();
+    while let Some((first, after)) = rest.split_once(' ')
+        && first.contains('=')
+        && !first.starts_with('-')
+    {
+        rest = after.trim_start();
+    }
+    rest
 }
 
 /// A number that is a workshop port: 3000-3099, the registry, Jaeger, Prometheus.
