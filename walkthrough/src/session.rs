@@ -117,7 +117,7 @@ impl Session {
                     let deadline = Instant::now() + repeat_within.unwrap_or_default();
                     loop {
                         let printed = self
-                            .paste(commands, expected.as_deref(), report)
+                            .paste(commands, expected.as_deref())
                             .map_err(|e| format!("line {line}: {e}"))?;
                         let Some(expected) = expected else { break };
                         if commands.iter().all(|c| self.starts_a_service(c)) {
@@ -153,12 +153,7 @@ impl Session {
     }
 
     /// Pastes the commands one by one; returns what the ones that end printed.
-    fn paste(
-        &mut self,
-        commands: &[String],
-        expected: Option<&str>,
-        report: &mut Report,
-    ) -> Result<String, String> {
+    fn paste(&mut self, commands: &[String], expected: Option<&str>) -> Result<String, String> {
         let mut printed = String::new();
         for command in commands {
             if self.starts_a_service(command) {
@@ -337,7 +332,8 @@ impl Session {
         if !self.running.iter().any(|t| t.name == name) {
             return Err(format!("`ctrl-c {name}`, but no service was started with that name"));
         }
-        let Some(index) = self.running.iter_mut().rposition(|t| t.name == name && !t.has_ended()) else {
+        let Some(index) = self.running.iter_mut().rposition(|t| t.name == name && !t.has_ended())
+        else {
             return Ok(()); // it had ended already (killed by an earlier command)
         };
         // The terminal stays in the list: what it printed while stopping counts.
