@@ -20,7 +20,7 @@ pub fn output(actual: &str, expected: &str) -> Result<(), String> {
 }
 
 /// Every line of `expected` is somewhere in `actual`, in any order: a
-/// terminal where several services write at once.
+/// terminal where several services write at once, or an abridged listing.
 pub fn lines_among(actual: &str, expected: &str) -> Result<(), String> {
     let mut expected = tidy(expected);
     expected.push_str("...\n");

@@ -27,6 +27,9 @@ pub enum Action {
         /// Run them again until they print that, for at most this long: for
         /// the README's "a moment later" (eventual consistency).
         repeat_within: Option<Duration>,
+        /// The lines shown are among those printed, in any order: an
+        /// abridged listing whose order varies (`/metrics`).
+        any_order: bool,
     },
     /// Lines that the running services' terminals show (in any order) by the
     /// time the learner looks, at most `within` after the last commands.
@@ -58,7 +61,8 @@ pub fn parse(text: &str) -> Result<Vec<Item>, String> {
             in_walkthrough = title.starts_with("Run") || title.starts_with("Try it");
             continue;
         }
-        if let Some(fence) = line.strip_prefix("```") {
+        // Fences may be indented, inside a list item.
+        if let Some(fence) = line.trim_start().strip_prefix("```") {
             let (body, after) = read_block(&lines, index, number)?;
             index = after;
             if !in_walkthrough {
@@ -91,6 +95,21 @@ pub fn parse(text: &str) -> Result<Vec<Item>, String> {
                         commands: commands(&body),
                         expected: Some(expected),
                         repeat_within: Some(within),
+                        any_order: false,
+                    }
+                }
+                Some((_, Directive::AnyOrder)) if language == "sh" => {
+                    let Some((expected, after)) = output_block(&lines, index, number)? else {
+                        return Err(format!(
+                            "line {number}: `any order` needs the output block after the commands"
+                        ));
+                    };
+                    index = after;
+                    Action::Commands {
+                        commands: commands(&body),
+                        expected: Some(expected),
+                        repeat_within: None,
+                        any_order: true,
                     }
                 }
                 Some((line, other)) => {
@@ -107,6 +126,7 @@ pub fn parse(text: &str) -> Result<Vec<Item>, String> {
                         commands: commands(&body),
                         expected: expected.map(|(text, _)| text),
                         repeat_within: None,
+                        any_order: false,
                     }
                 }
                 None => {
@@ -152,6 +172,8 @@ enum Directive {
     TerminalShows(Option<Duration>),
     /// `repeat within 10s`
     RepeatWithin(Duration),
+    /// `any order`
+    AnyOrder,
     /// `ctrl-c <name>`
     CtrlC(String),
     /// `pause 2s (why)`
@@ -176,6 +198,9 @@ impl Directive {
         if let Some(duration) = words.strip_prefix("repeat within") {
             return Ok(Directive::RepeatWithin(duration_of(duration)?));
         }
+        if words == "any order" {
+            return Ok(Directive::AnyOrder);
+        }
         if let Some(name) = words.strip_prefix("ctrl-c") {
             return Ok(Directive::CtrlC(name.trim().to_string()));
         }
@@ -186,7 +211,7 @@ impl Directive {
         }
         Err(format!(
             "`{words}` is not a walkthrough directive \
-             (not run: <why> | terminal shows [within <duration>] | repeat within <duration> | ctrl-c <name> | pause <duration>)"
+             (not run: <why> | terminal shows [within <duration>] | repeat within <duration> | any order | ctrl-c <name> | pause <duration>)"
         ))
     }
 }
@@ -202,7 +227,8 @@ fn duration_of(text: &str) -> Result<Duration, String> {
 
 /// The lines of a block up to its closing fence, and the index after it.
 fn read_block(lines: &[&str], from: usize, opened_at: usize) -> Result<(String, usize), String> {
-    let Some(length) = lines[from..].iter().position(|line| line.starts_with("```")) else {
+    let Some(length) = lines[from..].iter().position(|line| line.trim_start().starts_with("```"))
+    else {
         return Err(format!("line {opened_at}: this block is never closed"));
     };
     let mut body = lines[from..from + length].join("\n");
@@ -221,7 +247,7 @@ fn output_block(
     while index < lines.len() && lines[index].trim().is_empty() {
         index += 1;
     }
-    match lines.get(index).and_then(|line| line.strip_prefix("```")) {
+    match lines.get(index).and_then(|line| line.trim_start().strip_prefix("```")) {
         Some(language) if !language.trim().is_empty() && language.trim() != "sh" => {
             read_block(lines, index + 1, opened_at).map(Some)
         }

@@ -111,7 +111,7 @@ impl Session {
         for item in items {
             let line = item.line;
             match &item.action {
-                Action::Commands { commands, expected, repeat_within } => {
+                Action::Commands { commands, expected, repeat_within, any_order } => {
                     self.marks =
                         self.running.iter().map(|t| t.output.lock().unwrap().len()).collect();
                     let deadline = Instant::now() + repeat_within.unwrap_or_default();
@@ -123,7 +123,12 @@ impl Session {
                         if commands.iter().all(|c| self.starts_a_service(c)) {
                             break; // compared while waiting for it to start
                         }
-                        match compare::output(&printed, expected) {
+                        let compared = if *any_order {
+                            compare::lines_among(&printed, expected)
+                        } else {
+                            compare::output(&printed, expected)
+                        };
+                        match compared {
                             Ok(()) => break,
                             Err(_) if Instant::now() < deadline => thread::sleep(POLL),
                             Err(difference) => {
@@ -306,8 +311,11 @@ impl Session {
                 Ok(()) => return Ok(()),
                 Err(difference) if ended || Instant::now() > deadline => {
                     let what = if ended { "before it ended" } else { "in time" };
+                    let lines: Vec<&str> = shown.lines().collect();
+                    let last = lines[lines.len().saturating_sub(20)..].join("\n");
                     return Err(format!(
-                        "the terminals did not show these lines {what}:\n{difference}"
+                        "the terminals did not show these lines {what}:\n{difference}\n\
+                         The last lines they showed:\n{last}"
                     ));
                 }
                 Err(_) => thread::sleep(POLL),
