@@ -83,33 +83,23 @@ pub fn parse(text: &str) -> Result<Vec<Item>, String> {
                     expected: body,
                     within: within.unwrap_or(TERMINAL_WITHIN),
                 },
-                Some((_, Directive::RepeatWithin(within))) if language == "sh" => {
-                    let expected = output_block(&lines, index, number)?;
-                    let Some((expected, after)) = expected else {
-                        return Err(format!(
-                            "line {number}: `repeat within` needs the output block after the commands"
-                        ));
-                    };
-                    index = after;
-                    Action::Commands {
-                        commands: commands(&body),
-                        expected: Some(expected),
-                        repeat_within: Some(within),
-                        any_order: false,
-                    }
-                }
-                Some((_, Directive::AnyOrder)) if language == "sh" => {
+                Some((_, how @ (Directive::RepeatWithin(_) | Directive::AnyOrder)))
+                    if language == "sh" =>
+                {
                     let Some((expected, after)) = output_block(&lines, index, number)? else {
                         return Err(format!(
-                            "line {number}: `any order` needs the output block after the commands"
+                            "line {number}: `{how:?}` needs the output block after the commands"
                         ));
                     };
                     index = after;
                     Action::Commands {
                         commands: commands(&body),
                         expected: Some(expected),
-                        repeat_within: None,
-                        any_order: true,
+                        repeat_within: match how {
+                            Directive::RepeatWithin(within) => Some(within),
+                            _ => None,
+                        },
+                        any_order: matches!(how, Directive::AnyOrder),
                     }
                 }
                 Some((line, other)) => {
