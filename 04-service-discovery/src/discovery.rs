@@ -192,7 +192,7 @@ impl Registered {
 /// each answer for a second, so that not every call costs a trip to the
 /// registry. (A second is shorter than any TTL, so what it remembers is
 /// never much older than what the registry knows. Consul's blocking
-/// queries, which the registry also serves, would push changes instead; a
+/// queries (left out of this registry) would push changes instead; a
 /// short memory is simpler and works for any service name.)
 pub struct Discovery {
     registry: Upstream,
