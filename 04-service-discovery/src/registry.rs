@@ -305,7 +305,6 @@ impl State {
             }
         }
     }
-
 }
 
 /// `now + after`. The bounds on what a client may ask for keep it far from
@@ -450,13 +449,7 @@ fn parse_registration(body: &[u8]) -> Result<Registration, String> {
             )?,
         });
     }
-    Ok(Registration {
-        id,
-        name,
-        address: body.address,
-        port: body.port,
-        checks,
-    })
+    Ok(Registration { id, name, address: body.address, port: body.port, checks })
 }
 
 /// Consul's clients write keys in any case ("Name", "name") and sometimes
@@ -598,7 +591,10 @@ async fn health(
         None | Some("false" | "0") => false,
         Some("" | "true" | "1") => true,
         Some(other) => {
-            return plain(StatusCode::BAD_REQUEST, format!("Invalid value for ?passing: '{other}'"));
+            return plain(
+                StatusCode::BAD_REQUEST,
+                format!("Invalid value for ?passing: '{other}'"),
+            );
         }
     };
     registry.read(|state| {
