@@ -171,7 +171,7 @@ where
                 log_requests,
                 middleware::Logger::new(r#""%r" %s %bB %Dms"#)
                     .exclude("/healthz")
-                    .exclude("/v1/agent/self")
+                    .exclude("/v1/status/leader")
                     .exclude("/v1/agent/service/register"),
             ))
             .app_data(overridden.clone())

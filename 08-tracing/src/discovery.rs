@@ -185,9 +185,9 @@ impl Registered {
 /// turn (round-robin), and remembers each answer for a second, so that not
 /// every call costs a trip to the registry. (A second is shorter than any
 /// check interval, so what it remembers is never much older than what the
-/// registry knows. Consul's blocking queries, which the registry also
-/// serves, would push changes instead; a short memory is simpler and works
-/// for any service name.)
+/// registry knows. Consul's blocking queries, left out of this registry,
+/// would push changes instead; a short memory is simpler and works for any
+/// service name.)
 pub struct Discovery {
     registry: Upstream,
     call_timeout: Duration,
@@ -306,7 +306,7 @@ impl Discovery {
     /// A health check of the registry: does it answer? When it does not,
     /// calls still go to the instances known before, so it is a warning.
     pub async fn check_registry(&self, client: &awc::Client) -> Result<String, String> {
-        match self.registry.get_json(client, "/v1/agent/self").await {
+        match self.registry.get_json(client, "/v1/status/leader").await {
             Ok(_) => Ok(format!("the registry at {} answers", self.registry.url)),
             Err(problem) => Err(format!("{}; using the instances known before", problem.detail)),
         }

@@ -193,7 +193,7 @@ pub fn current_trace_id() -> Option<String> {
 /// The paths of health checks (and of registering again). They come every
 /// second or so for every service: traced, they would bury the requests of
 /// people in Jaeger, and logged, in the logs.
-const HEALTH_CHECKS: [&str; 3] = ["/healthz", "/v1/agent/self", "/v1/agent/service/register"];
+const HEALTH_CHECKS: [&str; 3] = ["/healthz", "/v1/status/leader", "/v1/agent/service/register"];
 
 /// Which traces are kept: all but the bookkeeping between the services and
 /// the registry, health checks and (de)registrations (`/v1/agent/…`),

@@ -3,17 +3,20 @@
 //! they live, and deregister when they stop; clients ask the registry for
 //! the passing instances of a service instead of knowing addresses.
 //!
-//! It speaks the part of Consul's HTTP API that services and tools use, so
-//! what works against it works against a real Consul agent, and Consul's
-//! clients work against it. For Prometheus it also serves every instance as
-//! HTTP service discovery targets. Like Consul, it answers errors in plain text,
-//! not problem+json: Consul's clients expect that. Its state is in memory:
-//! a restarted registry starts empty, and services register again within
-//! a second.
+//! It speaks the part of Consul's HTTP API that this step's services use,
+//! so a real Consul agent can stand in for it, and Consul's clients can
+//! register and look up with it. Like Consul, it answers errors in plain
+//! text, not problem+json: Consul's clients expect that. Its state is in
+//! memory: a restarted registry starts empty, and services register again
+//! within a second. What a real registry has and this one leaves out is
+//! listed in step 04's README.
 //!
 //! It checks the health of what is registered: a TTL check turns critical
 //! when the instance stops reporting, and for an HTTP check the registry
 //! calls the instance's health endpoint at every interval itself.
+//!
+//! For Prometheus it serves every instance, and itself, as HTTP service
+//! discovery targets (`/prometheus/targets`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -24,7 +27,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
-use actix_web::error::InternalError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::{Next, from_fn};
@@ -34,7 +36,6 @@ use metrics::{counter, gauge};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
-use tokio::sync::watch;
 use tracing::info;
 
 use crate::HealthOverride;
@@ -58,10 +59,6 @@ pub struct Options {
 /// How often the registry looks for TTLs that ran out and for instances
 /// critical for too long.
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
-
-/// The longest a blocking query may wait, and how long it waits by default.
-const MAX_WAIT: Duration = Duration::from_secs(600);
-const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 
 /// The registry is one Consul "node" in one datacenter.
 const NODE: &str = "workshop";
@@ -92,15 +89,12 @@ pub fn server_with_acl_token(
             .app_data(itself.clone())
             .service(get("/", dashboard))
             .service(get("/healthz", healthz))
+            .service(get("/v1/status/leader", leader))
             .service(put("/v1/agent/service/register", register))
             .service(put("/v1/agent/service/deregister/{id}", deregister))
-            .service(put("/v1/agent/check/update/{check_id}", update_check))
             .service(put("/v1/agent/check/{status}/{check_id}", set_check))
-            .service(get("/v1/agent/services", agent_services))
-            .service(get("/v1/agent/self", agent_self))
             .service(get("/v1/health/service/{name}", health))
             .service(get("/v1/catalog/services", catalog_services))
-            .service(get("/v1/catalog/service/{name}", catalog_service))
             .service(get("/prometheus/targets", prometheus_targets))
             .default_service(web::to(|request: HttpRequest| async move {
                 plain(StatusCode::NOT_FOUND, format!("no such endpoint: {}", request.path()))
@@ -138,15 +132,13 @@ pub fn choose_acl_token(
 
 struct Registry {
     state: Mutex<State>,
-    /// The index after every change, for blocking queries to wait on.
-    changes: watch::Sender<u64>,
     /// What a write must carry as X-Consul-Token, if anything.
     acl_token: Option<String>,
 }
 
 struct State {
     /// Consul's `X-Consul-Index`: a number that grows with every change a
-    /// reader could see, so that a client can ask "anything newer than N?".
+    /// reader could see, so that a client can tell whether anything changed.
     index: u64,
     instances: BTreeMap<String, Instance>,
     /// The (service, status) pairs last given to Prometheus.
@@ -162,11 +154,7 @@ struct Instance {
     name: String,
     address: String,
     port: u16,
-    tags: Vec<String>,
-    meta: BTreeMap<String, String>,
     checks: Vec<Check>,
-    create_index: u64,
-    modify_index: u64,
 }
 
 #[derive(Clone)]
@@ -231,10 +219,6 @@ enum Status {
 }
 
 impl Status {
-    fn parse(text: &str) -> Option<Status> {
-        serde_json::from_value(Value::String(text.to_string())).ok()
-    }
-
     fn as_str(self) -> &'static str {
         match self {
             Status::Passing => "passing",
@@ -250,15 +234,9 @@ impl Registry {
         // out an index a client saw before the restart.
         let index =
             SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |t| t.as_millis() as u64);
-        Registry {
-            state: Mutex::new(State {
-                index,
-                instances: BTreeMap::new(),
-                counted: BTreeSet::new(),
-            }),
-            changes: watch::channel(index).0,
-            acl_token,
-        }
+        let instances = BTreeMap::new();
+        let state = State { index, instances, counted: BTreeSet::new() };
+        Registry { state: Mutex::new(state), acl_token }
     }
 
     /// The state, even after a panic while it was locked: one bad request
@@ -272,14 +250,11 @@ impl Registry {
         look(&self.lock())
     }
 
-    /// Changes the state; if the change bumped the index, wakes every
-    /// blocking query.
     fn write<R>(&self, change: impl FnOnce(&mut State) -> R) -> R {
         let mut state = self.lock();
         let before = state.index;
         let result = change(&mut state);
         if state.index != before {
-            self.changes.send_replace(state.index);
             state.count_instances();
         }
         result
@@ -306,13 +281,12 @@ impl State {
         self.counted = counts.into_keys().collect();
     }
 
-    fn bump(&mut self) -> u64 {
+    fn bump(&mut self) {
         self.index += 1;
-        self.index
     }
 
     fn register(&mut self, registration: Registration) {
-        let index = self.bump();
+        self.bump();
         let now = Instant::now();
         let previous = self.instances.remove(&registration.id);
         // Checks already known keep their status: an instance that
@@ -355,25 +329,21 @@ impl State {
                 name: registration.name,
                 address: registration.address,
                 port: registration.port,
-                tags: registration.tags,
-                meta: registration.meta,
                 checks,
-                create_index: previous.map_or(index, |p| p.create_index),
-                modify_index: index,
             },
         );
     }
 
-    fn check_mut(&mut self, check_id: &str) -> Option<(&mut Check, &mut u64)> {
-        self.instances.values_mut().find_map(|instance| {
-            let check = instance.checks.iter_mut().find(|check| check.id == check_id)?;
-            Some((check, &mut instance.modify_index))
-        })
+    fn check_mut(&mut self, check_id: &str) -> Option<&mut Check> {
+        self.instances
+            .values_mut()
+            .find_map(|instance| instance.checks.iter_mut().find(|check| check.id == check_id))
     }
 
-    /// A TTL check's heartbeat: a status report that also restarts the TTL.
+    /// A status report for a check (a heartbeat, for a TTL check): it also
+    /// restarts the TTL.
     fn report(&mut self, check_id: &str, status: Status, output: String) -> Reported {
-        let Some((check, _)) = self.check_mut(check_id) else { return Reported::UnknownCheck };
+        let Some(check) = self.check_mut(check_id) else { return Reported::UnknownCheck };
         let Probe::Ttl { ttl, deadline } = &mut check.probe else { return Reported::NotTtl };
         *deadline = later(Instant::now(), *ttl);
         check.last_checked = Some(SystemTime::now());
@@ -383,7 +353,7 @@ impl State {
 
     /// The result of an HTTP check that the registry ran.
     fn checked(&mut self, check_id: &str, status: Status, output: String) {
-        let Some((check, _)) = self.check_mut(check_id) else { return }; // deregistered meanwhile
+        let Some(check) = self.check_mut(check_id) else { return }; // deregistered meanwhile
         if let Probe::Http { running, .. } = &mut check.probe {
             *running = false;
         }
@@ -394,8 +364,7 @@ impl State {
     /// Changes a check's status and output; a change a reader can see, so
     /// it bumps the index.
     fn set_status(&mut self, check_id: &str, status: Status, output: String) {
-        let next_index = self.index + 1;
-        let Some((check, modify_index)) = self.check_mut(check_id) else { return };
+        let Some(check) = self.check_mut(check_id) else { return };
         if check.status == status && check.output == output {
             return;
         }
@@ -408,10 +377,8 @@ impl State {
         };
         check.status = status;
         check.output = output;
-        *modify_index = next_index;
         self.bump();
     }
-
     /// Turns checks whose TTL ran out critical, removes instances that
     /// have been critical for longer than they asked to be kept, and
     /// returns the HTTP checks due to run.
@@ -450,7 +417,7 @@ impl State {
             }
         }
         for check_id in expired {
-            let last_output = self.check_mut(&check_id).map(|(check, _)| check.output.clone());
+            let last_output = self.check_mut(&check_id).map(|check| check.output.clone());
             let output = match last_output.as_deref() {
                 Some("") | None => "TTL expired".to_string(),
                 Some(last) => format!("TTL expired (last output: {last})"),
@@ -467,17 +434,6 @@ impl State {
             }
         }
         due
-    }
-
-    /// The instances of a service that have every tag asked for, by ID.
-    fn instances_of<'a>(
-        &'a self,
-        name: &'a str,
-        tags: &'a [String],
-    ) -> impl Iterator<Item = &'a Instance> {
-        self.instances.values().filter(move |instance| {
-            instance.name == name && tags.iter().all(|t| instance.tags.contains(t))
-        })
     }
 }
 
@@ -565,8 +521,6 @@ struct Registration {
     name: String,
     address: String,
     port: u16,
-    tags: Vec<String>,
-    meta: BTreeMap<String, String>,
     checks: Vec<CheckDefinition>,
 }
 
@@ -614,10 +568,6 @@ struct RegistrationBody {
     address: String,
     #[serde(default)]
     port: u16,
-    #[serde(default)]
-    tags: Vec<String>,
-    #[serde(default)]
-    meta: BTreeMap<String, String>,
     check: Option<CheckBody>,
     #[serde(default)]
     checks: Vec<CheckBody>,
@@ -688,7 +638,8 @@ fn parse_registration(body: &[u8]) -> Result<Registration, String> {
         };
         let status = match definition.status.as_deref() {
             None | Some("") => Status::Critical,
-            Some(text) => Status::parse(text).ok_or(format!("Invalid check status: '{text}'"))?,
+            Some(text) => serde_json::from_value(Value::String(text.to_string()))
+                .map_err(|_| format!("Invalid check status: '{text}'"))?,
         };
         let default_id =
             if several { format!("service:{id}:{number}") } else { format!("service:{id}") };
@@ -706,21 +657,13 @@ fn parse_registration(body: &[u8]) -> Result<Registration, String> {
             )?,
         });
     }
-    Ok(Registration {
-        id,
-        name,
-        address: body.address,
-        port: body.port,
-        tags: body.tags,
-        meta: body.meta,
-        checks,
-    })
+    Ok(Registration { id, name, address: body.address, port: body.port, checks })
 }
 
 /// Consul's clients write keys in any case ("Name", "name") and sometimes
 /// in snake_case ("deregister_critical_service_after"): fold the keys of a
 /// registration and of its checks to one form, lowercase without
-/// underscores. (Not those of Meta: they are the service's own data.)
+/// underscores.
 fn fold_keys(value: Value) -> Value {
     let Value::Object(fields) = value else { return value };
     let folded = fields.into_iter().map(|(key, value)| {
@@ -773,18 +716,10 @@ fn check_duration(
     Ok(Some(duration))
 }
 
-/// A Go duration as Consul takes it: a string ("10s", "1m30s", "500ms") or
-/// a number of nanoseconds.
+/// A Go duration as Consul's clients send it: "10s", "1m30s", "500ms".
 fn go_duration(value: &Value) -> Result<Duration, String> {
-    match value {
-        Value::String(text) => humantime::parse_duration(text)
-            .map_err(|error| format!("invalid duration '{text}': {error}")),
-        Value::Number(nanoseconds) => nanoseconds
-            .as_u64()
-            .map(Duration::from_nanos)
-            .ok_or(format!("invalid duration {nanoseconds}")),
-        other => Err(format!("invalid duration {other}")),
-    }
+    let text = value.as_str().ok_or(format!("invalid duration {value}"))?;
+    humantime::parse_duration(text).map_err(|error| format!("invalid duration '{text}': {error}"))
 }
 
 async fn deregister(registry: web::Data<Registry>, id: web::Path<String>) -> HttpResponse {
@@ -824,40 +759,11 @@ async fn set_check(
         "fail" => Status::Critical,
         _ => return plain(StatusCode::NOT_FOUND, format!("no such endpoint: check/{status}")),
     };
-    report(&registry, &check_id, status, note.into_inner().note.unwrap_or_default())
-}
-
-/// `PUT /v1/agent/check/update/:id` with `{"Status": …, "Output": …}`.
-async fn update_check(
-    registry: web::Data<Registry>,
-    check_id: web::Path<String>,
-    body: Bytes,
-) -> HttpResponse {
-    let body: Value = match serde_json::from_slice(&body) {
-        Ok(body) => fold_keys(body),
-        Err(error) => {
-            return plain(StatusCode::BAD_REQUEST, format!("Request decode failed: {error}"));
-        }
-    };
-    let text = body["status"].as_str().unwrap_or_default();
-    let Some(status) = Status::parse(text) else {
-        return plain(StatusCode::BAD_REQUEST, format!("Invalid check status: '{text}'"));
-    };
-    let output = body["output"].as_str().unwrap_or_default().to_string();
-    report(&registry, &check_id, status, output)
-}
-
-/// What came of a status report.
-enum Reported {
-    Done,
-    UnknownCheck,
-    /// Only TTL checks take reports: the registry runs HTTP checks itself.
-    NotTtl,
-}
-
-fn report(registry: &Registry, check_id: &str, status: Status, output: String) -> HttpResponse {
+    let output: String = note.into_inner().note.unwrap_or_default();
+    // Consul keeps this much of a check's output (`check_output_max_size`):
+    // it is for the dashboard, not a store.
     let output = output.chars().take(LONGEST_OUTPUT).collect();
-    match registry.write(|state| state.report(check_id, status, output)) {
+    match registry.write(|state| state.report(&check_id, status, output)) {
         Reported::Done => HttpResponse::Ok().finish(),
         Reported::UnknownCheck => plain(
             StatusCode::NOT_FOUND,
@@ -872,73 +778,21 @@ fn report(registry: &Registry, check_id: &str, status: Status, output: String) -
     }
 }
 
+/// What came of a status report.
+enum Reported {
+    Done,
+    UnknownCheck,
+    /// Only TTL checks take reports: the registry runs HTTP checks itself.
+    NotTtl,
+}
+
 // ---------------------------------------------------------------------------
-// Reads: health, catalog, agent. Health and catalog reads carry
-// X-Consul-Index and can block until something changes.
+// Reads: health and catalog, with the X-Consul-Index they reflect.
 // ---------------------------------------------------------------------------
 
-/// The query parameters of a read: `?passing`, `?tag=a&tag=b`, and the
-/// blocking pair `?index=N&wait=30s`.
-struct ReadQuery {
-    passing: bool,
-    tags: Vec<String>,
-    index: Option<u64>,
-    wait: Duration,
-}
-
-/// Read from the query string of every read; a bad value is a 400.
-impl FromRequest for ReadQuery {
-    type Error = actix_web::Error;
-    type Future = std::future::Ready<Result<ReadQuery, actix_web::Error>>;
-
-    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        std::future::ready(ReadQuery::parse(request.query_string()).map_err(|message| {
-            InternalError::from_response(message.clone(), plain(StatusCode::BAD_REQUEST, message))
-                .into()
-        }))
-    }
-}
-
-impl ReadQuery {
-    fn parse(query_string: &str) -> Result<ReadQuery, String> {
-        let pairs = web::Query::<Vec<(String, String)>>::from_query(query_string)
-            .map_err(|error| format!("Invalid query: {error}"))?;
-        let mut query =
-            ReadQuery { passing: false, tags: Vec::new(), index: None, wait: DEFAULT_WAIT };
-        for (key, value) in pairs.into_inner() {
-            match key.as_str() {
-                // As Go's ParseBool reads it; a bare `?passing` means yes.
-                "passing" => {
-                    query.passing = match value.as_str() {
-                        "" | "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
-                        "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
-                        _ => return Err(format!("Invalid value for ?passing: '{value}'")),
-                    }
-                }
-                "tag" => query.tags.push(value),
-                "index" => {
-                    query.index =
-                        Some(value.parse().map_err(|_| format!("Invalid index: '{value}'"))?)
-                }
-                "wait" => {
-                    let wait = humantime::parse_duration(&value)
-                        .map_err(|_| format!("Invalid wait time: '{value}'"))?;
-                    query.wait = wait.min(MAX_WAIT);
-                }
-                _ => {}
-            }
-        }
-        Ok(query)
-    }
-}
-
-/// A blocking query: with `?index=N`, answers only once the index has moved
-/// past N, or when `wait` runs out, whichever comes first. Clients use it
-/// to watch the registry without asking again and again.
-async fn wait_for_change(registry: &Registry, query: &ReadQuery) {
-    let Some(seen) = query.index.filter(|&index| index > 0) else { return };
-    let mut changes = registry.changes.subscribe();
-    let _ = actix_web::rt::time::timeout(query.wait, changes.wait_for(|&index| index > seen)).await;
+#[derive(Deserialize)]
+struct HealthQuery {
+    passing: Option<String>,
 }
 
 /// A JSON answer with the index it reflects.
@@ -951,40 +805,41 @@ fn indexed(index: u64, body: impl Serialize) -> HttpResponse {
 async fn health(
     registry: web::Data<Registry>,
     name: web::Path<String>,
-    query: ReadQuery,
+    query: web::Query<HealthQuery>,
 ) -> HttpResponse {
-    wait_for_change(&registry, &query).await;
+    // A bare `?passing` means yes, as in Consul.
+    let passing = match query.passing.as_deref() {
+        None | Some("false" | "0") => false,
+        Some("" | "true" | "1") => true,
+        Some(other) => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                format!("Invalid value for ?passing: '{other}'"),
+            );
+        }
+    };
     registry.read(|state| {
         let entries: Vec<Value> = state
-            .instances_of(&name, &query.tags)
-            .filter(|instance| {
-                !query.passing || instance.checks.iter().all(|c| c.status == Status::Passing)
-            })
+            .instances
+            .values()
+            .filter(|instance| instance.name == *name)
+            .filter(|instance| !passing || instance.status() == Status::Passing)
             .map(|instance| {
                 json!({
-                    "Node": node(),
+                    "Node": { "Node": NODE, "Address": "127.0.0.1", "Datacenter": DATACENTER },
                     "Service": {
                         "ID": instance.id,
                         "Service": instance.name,
-                        "Tags": instance.tags,
                         "Address": instance.address,
-                        "Meta": instance.meta,
                         "Port": instance.port,
-                        "Weights": { "Passing": 1, "Warning": 1 },
-                        "EnableTagOverride": false,
-                        "CreateIndex": instance.create_index,
-                        "ModifyIndex": instance.modify_index,
                     },
                     "Checks": instance.checks.iter().map(|check| json!({
-                        "Node": NODE,
                         "CheckID": check.id,
                         "Name": check.name,
                         "Status": check.status,
-                        "Notes": "",
                         "Output": check.output,
                         "ServiceID": instance.id,
                         "ServiceName": instance.name,
-                        "ServiceTags": instance.tags,
                         "Type": check.probe.kind(),
                     })).collect::<Vec<_>>(),
                 })
@@ -994,100 +849,14 @@ async fn health(
     })
 }
 
-fn node() -> Value {
-    json!({
-        "ID": "",
-        "Node": NODE,
-        "Address": "127.0.0.1",
-        "Datacenter": DATACENTER,
-        "TaggedAddresses": {},
-        "Meta": {},
-    })
-}
-
-/// `GET /v1/catalog/services`: every service name, with its tags.
-async fn catalog_services(registry: web::Data<Registry>, query: ReadQuery) -> HttpResponse {
-    wait_for_change(&registry, &query).await;
+/// `GET /v1/catalog/services`: every service name (with its tags, in
+/// Consul; this registry keeps no tags).
+async fn catalog_services(registry: web::Data<Registry>) -> HttpResponse {
     registry.read(|state| {
-        let mut services: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-        for instance in state.instances.values() {
-            services
-                .entry(&instance.name)
-                .or_default()
-                .extend(instance.tags.iter().map(String::as_str));
-        }
+        let services: BTreeMap<&str, [&str; 0]> =
+            state.instances.values().map(|instance| (instance.name.as_str(), [])).collect();
         indexed(state.index, services)
     })
-}
-
-/// `GET /v1/catalog/service/:name`: the instances of a service, whatever
-/// their health.
-async fn catalog_service(
-    registry: web::Data<Registry>,
-    name: web::Path<String>,
-    query: ReadQuery,
-) -> HttpResponse {
-    wait_for_change(&registry, &query).await;
-    registry.read(|state| {
-        let entries: Vec<Value> = state
-            .instances_of(&name, &query.tags)
-            .map(|instance| {
-                json!({
-                    "ID": "",
-                    "Node": NODE,
-                    "Address": "127.0.0.1",
-                    "Datacenter": DATACENTER,
-                    "TaggedAddresses": {},
-                    "NodeMeta": {},
-                    "ServiceID": instance.id,
-                    "ServiceName": instance.name,
-                    "ServiceAddress": instance.address,
-                    "ServiceTags": instance.tags,
-                    "ServiceMeta": instance.meta,
-                    "ServicePort": instance.port,
-                    "ServiceWeights": { "Passing": 1, "Warning": 1 },
-                    "ServiceEnableTagOverride": false,
-                    "CreateIndex": instance.create_index,
-                    "ModifyIndex": instance.modify_index,
-                })
-            })
-            .collect();
-        indexed(state.index, entries)
-    })
-}
-
-/// `GET /v1/agent/services`: every instance registered here, by ID.
-async fn agent_services(registry: web::Data<Registry>) -> HttpResponse {
-    registry.read(|state| {
-        let services: BTreeMap<&str, Value> = state
-            .instances
-            .values()
-            .map(|instance| {
-                let entry = json!({
-                    "ID": instance.id,
-                    "Service": instance.name,
-                    "Tags": instance.tags,
-                    "Meta": instance.meta,
-                    "Port": instance.port,
-                    "Address": instance.address,
-                    "Weights": { "Passing": 1, "Warning": 1 },
-                    "EnableTagOverride": false,
-                    "Datacenter": DATACENTER,
-                });
-                (instance.id.as_str(), entry)
-            })
-            .collect();
-        HttpResponse::Ok().json(services)
-    })
-}
-
-/// `GET /v1/agent/self`: who this agent is. Prometheus asks it for the
-/// datacenter before it discovers anything.
-async fn agent_self() -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "Config": { "Datacenter": DATACENTER, "NodeName": NODE, "Version": env!("CARGO_PKG_VERSION") },
-        "Member": { "Name": NODE, "Addr": "127.0.0.1" },
-    }))
 }
 
 /// `GET /prometheus/targets`: every instance, as Prometheus's HTTP service
@@ -1122,6 +891,13 @@ async fn prometheus_targets(
             .collect();
         HttpResponse::Ok().json(groups)
     })
+}
+
+/// `GET /v1/status/leader`: the address of the cluster's leader, which is
+/// always this registry. Services ask it to learn that the registry
+/// answers (the check of their `/healthz`), as they would ask Consul.
+async fn leader() -> HttpResponse {
+    HttpResponse::Ok().json("127.0.0.1:8300")
 }
 
 /// The registry depends on nothing; it fails once a panic may have left

@@ -195,7 +195,7 @@ pub fn current_trace_id() -> Option<String> {
 /// second or so for every service: traced, they would bury the requests of
 /// people in Jaeger, and logged, in the logs.
 const ROUTINE: [&str; 5] =
-    ["/healthz", "/v1/agent/self", "/v1/agent/service/register", "/metrics", "/events"];
+    ["/healthz", "/v1/status/leader", "/v1/agent/service/register", "/metrics", "/events"];
 
 /// Which traces are kept: all but the bookkeeping between the services and
 /// the registry (health checks, (de)registrations, lookups made outside a
