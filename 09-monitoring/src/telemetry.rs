@@ -194,7 +194,8 @@ pub fn current_trace_id() -> Option<String> {
 /// Prometheus's scrapes. They come every second or so for every service:
 /// traced, they would bury the requests of people in Jaeger, and logged, in
 /// the logs.
-const ROUTINE: [&str; 4] = ["/healthz", "/v1/status/leader", "/v1/agent/service/register", "/metrics"];
+const ROUTINE: [&str; 4] =
+    ["/healthz", "/v1/status/leader", "/v1/agent/service/register", "/metrics"];
 
 /// Which traces are kept: all but the bookkeeping between the services and
 /// the registry, health checks and (de)registrations (`/v1/agent/…`), and
