@@ -1,7 +1,7 @@
 //! accounts: each user's accounts and their balances. Like users, a write
-//! side of CQRS with a database and an event feed of its own. It does not
-//! share users' data: it asks the users service (found in the registry)
-//! whether a user exists before it opens an account for them.
+//! side of CQRS, with its own database and event feed. It does not read
+//! users' data: it asks the users service (found in the registry) whether
+//! a user exists before it opens an account for them.
 //!
 //! `POST /` opens, `GET /<id>` reads, `PATCH /<id>` sets the balance,
 //! `GET /` lists, `GET /events` is the feed. Through the gateway:
@@ -13,14 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::http::StatusCode;
-use actix_web::http::header;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, web};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::events::{self, Store, StoreOptions, storage_problem};
+use crate::events::{self, Id, Store, StoreOptions};
 use crate::{Check, Discovery, Health, HealthOverride, Problem, RegistrationOptions};
 
 pub const NAME: &str = "accounts";
@@ -43,100 +41,98 @@ pub struct Options {
     pub registration: RegistrationOptions,
 }
 
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS accounts (
-    id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL,
-    balance INTEGER NOT NULL,
-    updated_at TEXT NOT NULL
-);";
-
-pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
-    let store = Store::open(&options.store, NAME, SCHEMA).map_err(io::Error::other)?;
-    let store = web::Data::new(store);
-    let registry_url = options.registration.registry_url;
-    let discovery = web::Data::new(Discovery::new(registry_url, options.users_timeout));
-    crate::serve(listener, move |routes| {
-        routes.app_data(store.clone()).app_data(crate::json_config());
-        routes.app_data(crate::query_config());
-        routes.app_data(discovery.clone()).app_data(web::Data::new(crate::http_client()));
-        routes.route("/healthz", web::get().to(healthz));
-        routes.route("/events", web::get().to(events::feed));
-        let (list_or_open, one) =
-            (crate::not_allowed("GET, POST"), crate::not_allowed("GET, PATCH"));
-        routes.service(web::resource("/").get(list).post(open).default_service(list_or_open));
-        routes.service(web::resource("/{id}").get(get).patch(set_balance).default_service(one));
-        routes.default_service(web::to(crate::no_such_path));
-    })
-}
-
-#[derive(Serialize)]
-struct Account {
-    id: String,
-    user_id: String,
-    /// In the smallest unit of the currency (cents, satang): whole numbers.
-    balance: i64,
-    updated_at: String,
-}
-
-#[derive(Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewAccount {
-    id: String,
-    user_id: String,
+pub struct Account {
+    pub id: Id,
+    pub user_id: Id,
     #[serde(default)]
-    balance: i64,
+    pub balance: Balance,
+}
+
+/// In the smallest unit of the currency (cents, satang), from 0 to a
+/// trillion: far below what would overflow when a user's accounts add up.
+#[derive(Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct Balance(pub i64);
+
+impl TryFrom<i64> for Balance {
+    type Error = String;
+
+    fn try_from(balance: i64) -> Result<Balance, String> {
+        match balance {
+            0..=1_000_000_000_000 => Ok(Balance(balance)),
+            _ => Err(format!("a balance is a whole number from 0 to 1000000000000; not {balance}")),
+        }
+    }
+}
+
+/// The accounts feed: each event carries the account as it now is.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AccountEvent {
+    AccountOpened(Account),
+    BalanceChanged(Account),
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewBalance {
-    balance: i64,
+    balance: Balance,
 }
 
-/// `POST /` with `{"id": "alice-main", "user_id": "alice"}` (and a
-/// `balance`, 0 if not given): 201 and the account; 422 if there is no such
-/// user; 409 if the id is taken.
+pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
+    let store = web::Data::new(Store::open(&options.store, NAME, "")?);
+    let registry_url = options.registration.registry_url;
+    let discovery = web::Data::new(Discovery::new(registry_url, options.users_timeout));
+    crate::serve(listener, move |routes| {
+        routes
+            .app_data(store.clone())
+            .app_data(crate::json_config())
+            .app_data(crate::query_config());
+        routes.app_data(discovery.clone()).app_data(web::Data::new(crate::http_client()));
+        routes.route("/healthz", web::get().to(healthz));
+        routes.route("/events", web::get().to(events::feed));
+        let all = web::resource("/").get(list).post(open);
+        routes.service(all.default_service(crate::not_allowed("GET, POST")));
+        let one = web::resource("/{id}").get(get).patch(set_balance);
+        routes.service(one.default_service(crate::not_allowed("GET, PATCH")));
+        routes.default_service(web::to(crate::no_such_path));
+    })
+}
+
+/// `POST /` with `{"id": "ann-main", "user_id": "ann"}` (and a `balance`):
+/// 201 and the account; 422 if there is no such user; 409 if the id is taken.
 async fn open(
     store: web::Data<Arc<Store>>,
     discovery: web::Data<Discovery>,
     client: web::Data<awc::Client>,
-    new: web::Json<NewAccount>,
+    account: web::Json<Account>,
 ) -> Result<HttpResponse, Problem> {
-    let NewAccount { id, user_id, balance } = new.into_inner();
-    events::check_id("an account's id", &id)?;
-    events::check_id("a user's id", &user_id)?;
-    check_balance(balance)?;
+    let account = account.into_inner();
     // The users service owns the users: ask it. (Users are never deleted,
     // so the answer cannot go stale before the account is written.)
     let users = discovery.find(&client, "users").await?;
-    match users.get_json(&client, &format!("/{user_id}")).await {
-        Ok(_) => {}
+    match users.get_json(&client, &format!("/{}", account.user_id)).await {
         Err(problem) if problem.upstream_answered(StatusCode::NOT_FOUND) => {
-            let detail = format!("no user has the id {user_id}: create the user first");
+            let detail = format!("no user has the id {}: create the user first", account.user_id);
             return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, detail));
         }
-        Err(problem) => return Err(problem),
-    }
+        answer => answer?,
+    };
     let account = store
         .write(move |db| {
-            let account = Account { id, user_id, balance, updated_at: events::now() };
-            let added = db
-                .execute(
-                    "INSERT INTO accounts (id, user_id, balance, updated_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (id) DO NOTHING",
-                    params![account.id, account.user_id, account.balance, account.updated_at],
-                )
-                .map_err(storage_problem)?;
-            if added == 0 {
-                let detail = format!("an account with the id {} exists already", account.id);
+            let id = account.id.to_string();
+            if events::get::<Account>(db, &id)?.is_some() {
+                let detail = format!("an account with the id {id} exists already");
                 return Err(Problem::new(StatusCode::CONFLICT, detail));
             }
-            events::append(db, "account_opened", &account.id, &json!(account))?;
+            events::save(db, &id, &account, &AccountEvent::AccountOpened(account.clone()))?;
             Ok(account)
         })
         .await?;
-    // Relative: resolved against the URL the client called.
-    Ok(HttpResponse::Created().insert_header((header::LOCATION, account.id.clone())).json(account))
+    let location = (header::LOCATION, account.id.to_string());
+    Ok(HttpResponse::Created().insert_header(location).json(account))
 }
 
 /// `PATCH /<id>` with `{"balance": 1500}`.
@@ -145,19 +141,11 @@ async fn set_balance(
     id: web::Path<String>,
     new: web::Json<NewBalance>,
 ) -> Result<HttpResponse, Problem> {
-    let (id, balance) = (id.into_inner(), new.balance);
-    check_balance(balance)?;
+    let balance = new.balance;
     let account = store
         .write(move |db| {
-            let mut account = find(db, &id)?;
-            account.balance = balance;
-            account.updated_at = events::now();
-            db.execute(
-                "UPDATE accounts SET balance = ?2, updated_at = ?3 WHERE id = ?1",
-                params![account.id, account.balance, account.updated_at],
-            )
-            .map_err(storage_problem)?;
-            events::append(db, "balance_changed", &account.id, &json!(account))?;
+            let account = Account { balance, ..find(db, &id)? };
+            events::save(db, &id, &account, &AccountEvent::BalanceChanged(account.clone()))?;
             Ok(account)
         })
         .await?;
@@ -166,60 +154,18 @@ async fn set_balance(
 
 /// `GET /<id>`: the account, or 404.
 async fn get(store: web::Data<Arc<Store>>, id: web::Path<String>) -> Result<HttpResponse, Problem> {
-    let id = id.into_inner();
-    let account = store.read(move |db| find(db, &id)).await?;
-    Ok(HttpResponse::Ok().json(account))
+    Ok(HttpResponse::Ok().json(store.read(move |db| find(db, &id)).await?))
 }
 
 /// `GET /`: the first hundred accounts, by id.
 async fn list(store: web::Data<Arc<Store>>) -> Result<HttpResponse, Problem> {
-    let accounts = store
-        .read(|db| {
-            let mut statement = db
-                .prepare(
-                    "SELECT id, user_id, balance, updated_at FROM accounts ORDER BY id LIMIT 100",
-                )
-                .map_err(storage_problem)?;
-            let accounts = statement.query_map([], account_from_row).map_err(storage_problem)?;
-            accounts.collect::<rusqlite::Result<Vec<Account>>>().map_err(storage_problem)
-        })
-        .await?;
+    let accounts: Vec<Account> = store.read(events::list).await?;
     Ok(HttpResponse::Ok().json(json!({ "accounts": accounts })))
 }
 
-fn find(db: &Connection, id: &str) -> Result<Account, Problem> {
-    db.query_row(
-        "SELECT id, user_id, balance, updated_at FROM accounts WHERE id = ?1",
-        [id],
-        account_from_row,
-    )
-    .optional()
-    .map_err(storage_problem)?
-    .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no account has the id {id}")))
-}
-
-/// The largest balance an account may hold: far below what would overflow
-/// when the reports add a user's accounts up.
-const LARGEST_BALANCE: i64 = 1_000_000_000_000;
-
-/// A balance is a whole number of the smallest unit, from 0 to
-/// `LARGEST_BALANCE`: an account does not go below zero here.
-fn check_balance(balance: i64) -> Result<(), Problem> {
-    if !(0..=LARGEST_BALANCE).contains(&balance) {
-        let detail =
-            format!("a balance is a whole number from 0 to {LARGEST_BALANCE}; not {balance}");
-        return Err(Problem::new(StatusCode::BAD_REQUEST, detail));
-    }
-    Ok(())
-}
-
-fn account_from_row(row: &rusqlite::Row) -> rusqlite::Result<Account> {
-    Ok(Account {
-        id: row.get(0)?,
-        user_id: row.get(1)?,
-        balance: row.get(2)?,
-        updated_at: row.get(3)?,
-    })
+fn find(db: &rusqlite::Connection, id: &str) -> Result<Account, Problem> {
+    events::get(db, id)?
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no account has the id {id}")))
 }
 
 /// accounts needs its database (fail) and, to open accounts, the users
@@ -230,22 +176,13 @@ async fn healthz(
     discovery: web::Data<Discovery>,
     client: web::Data<awc::Client>,
 ) -> HttpResponse {
-    let database = async move {
-        let count = store
-            .read(|db| {
-                db.query_row("SELECT COUNT(*) FROM accounts", [], |row| row.get::<_, i64>(0))
-                    .map_err(storage_problem)
-            })
-            .await;
-        count.map(|count| format!("the database answers: {count} accounts")).map_err(|p| p.detail)
-    };
     let users = async {
         let instance = discovery.find(&client, "users").await.map_err(|p| p.detail)?;
         instance.get_json(&client, "/healthz").await.map_err(|p| p.detail)?;
         Ok(format!("users at {} is healthy", instance.url))
     };
     let checks = vec![
-        Check::new("database", Health::Fail, database),
+        Check::new("database", Health::Fail, store.check()),
         Check::new("users:reachability", Health::Warn, users),
     ];
     crate::health_report(&overridden, checks).await

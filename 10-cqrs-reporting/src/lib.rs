@@ -2,8 +2,7 @@
 //!
 //! Each service has a file of its own (`service1.rs`, `service2.rs`, …),
 //! and so has each pattern they share:
-//! `discovery.rs`, `health.rs`, `breaker.rs`, `telemetry.rs`, `monitoring.rs`,
-//! `events.rs`.
+//! `discovery.rs`, `health.rs`, `breaker.rs`, `telemetry.rs`, `monitoring.rs`, `events.rs`.
 //! This file holds the rest: listening on a port, graceful
 //! shutdown, the shape of errors, and calls to other services.
 
@@ -35,7 +34,6 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::BoxBody;
 use actix_web::dev::Server;
-use actix_web::error::JsonPayloadError;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode, Uri};
 use actix_web::{
@@ -102,7 +100,6 @@ pub fn run(
         actix_web::rt::spawn(async move {
             shutdown_signal(supervised).await;
             info!("{service} stopping");
-            // Requests that wait (the event feeds' long polls) answer now.
             STOPPING.send_replace(true);
             if let Some(registered) = registered {
                 registered.leave().await;
@@ -264,8 +261,6 @@ pub struct Problem {
     detail: String,
     #[serde(skip)]
     headers: Vec<(HeaderName, HeaderValue)>,
-    /// Whether an upstream is to blame: it failed, was too slow, or
-    /// answered 5xx or garbage. (A 4xx it answered is the caller's fault.)
     #[serde(skip)]
     upstream_fault: bool,
     /// The status the upstream answered, when it answered with an error.
@@ -286,13 +281,13 @@ impl Problem {
         }
     }
 
-    /// Whether the upstream is to blame, so that its circuit breaker counts it.
+    /// Whether an upstream is to blame (it failed, was too slow, answered 5xx
+    /// or garbage; a 4xx is the caller's fault), so that its breaker counts it.
     pub fn is_upstream_fault(&self) -> bool {
         self.upstream_fault
     }
 
-    /// Whether the upstream answered `status`, such as 404 for a user that
-    /// does not exist.
+    /// Whether the upstream answered `status`: 404 for a user that does not exist.
     pub fn upstream_answered(&self, status: StatusCode) -> bool {
         self.upstream_status == Some(status)
     }
@@ -354,48 +349,28 @@ pub async fn only_get(request: HttpRequest) -> Problem {
     .with_header(header::ALLOW, HeaderValue::from_static("GET"))
 }
 
-/// How the services that take commands read a JSON body: any problem with
-/// it (not JSON, a field missing or of the wrong type, an unknown field, no
-/// `Content-Type: application/json`) is a 400 that says what is wrong.
+/// How the services that take commands read a JSON body or a query
+/// string: what serde says is wrong with it (a field missing, unknown, of
+/// the wrong type or out of range) is the detail of a 400 problem.
 pub fn json_config() -> web::JsonConfig {
-    const LIMIT: usize = 64 * 1024;
-    web::JsonConfig::default().limit(LIMIT).error_handler(|error, _| {
-        let (status, detail) = match &error {
-            JsonPayloadError::ContentType => (
-                StatusCode::BAD_REQUEST,
-                "send the body as JSON, with the header Content-Type: application/json".to_string(),
-            ),
-            JsonPayloadError::Deserialize(error) => {
-                (StatusCode::BAD_REQUEST, format!("the body is not what is expected: {error}"))
-            }
-            JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is larger than the limit of {LIMIT} bytes"),
-            ),
-            error => (StatusCode::BAD_REQUEST, format!("the body cannot be read: {error}")),
-        };
-        Problem::new(status, detail).into()
+    web::JsonConfig::default().limit(64 * 1024).error_handler(|error, _| {
+        let detail = format!("{error}; send a JSON body, with Content-Type: application/json");
+        Problem::new(error.status_code(), detail).into()
     })
 }
 
-/// How those services read a query string: a parameter that is unknown,
-/// missing or not a number is a 400 that says which.
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|error, _| {
-        let detail = format!("the query string is not what is expected: {error}");
-        Problem::new(StatusCode::BAD_REQUEST, detail).into()
+        Problem::new(StatusCode::BAD_REQUEST, format!("the query string: {error}")).into()
     })
 }
 
-/// The answer to a method a resource does not serve: 405, saying which
-/// it does.
+/// The answer to a method a resource does not serve: 405, saying which it does.
 pub fn not_allowed(allowed: &'static str) -> actix_web::Route {
     web::to(move |request: HttpRequest| async move {
-        Problem::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("{} is not served here; {allowed} are", request.method()),
-        )
-        .with_header(header::ALLOW, HeaderValue::from_static(allowed))
+        let detail = format!("{} is not served here; {allowed} are", request.method());
+        Problem::new(StatusCode::METHOD_NOT_ALLOWED, detail)
+            .with_header(header::ALLOW, HeaderValue::from_static(allowed))
     })
 }
 
@@ -404,11 +379,11 @@ pub async fn no_such_path(request: HttpRequest) -> Problem {
     Problem::new(StatusCode::NOT_FOUND, format!("nothing is served at {}", request.path()))
 }
 
-/// Whether the service is stopping: what waits ends at once.
+/// Set when the service starts to stop, for requests that wait (the event
+/// feeds' long polls): they answer at once.
 static STOPPING: std::sync::LazyLock<tokio::sync::watch::Sender<bool>> =
     std::sync::LazyLock::new(|| tokio::sync::watch::channel(false).0);
 
-/// Resolves when the service starts to stop.
 pub async fn stopping() {
     let _ = STOPPING.subscribe().wait_for(|stopping| *stopping).await;
 }
@@ -482,12 +457,8 @@ impl Upstream {
                     None => format!("answered {status}"),
                 };
                 let problem = self.bad_gateway(&what);
-                let upstream_status = Some(status);
-                return Err(Problem {
-                    upstream_fault: is_failure(status),
-                    upstream_status,
-                    ..problem
-                });
+                let (upstream_fault, upstream_status) = (is_failure(status), Some(status));
+                return Err(Problem { upstream_fault, upstream_status, ..problem });
             }
             response.json().await.map_err(|error| {
                 self.bad_gateway(&format!("answered something that is not JSON ({error})"))

@@ -34,7 +34,7 @@ impl Running {
             // Not a learner's Jaeger: its spans go nowhere (tests/tracing.rs
             // checks what they hold).
             .env("OTEL_SDK_DISABLED", "true")
-            .env("DATA_DIR", scratch_data_dir())
+            .env("DATA_DIR", env!("CARGO_TARGET_TMPDIR"))
             .envs(env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -94,14 +94,6 @@ impl Running {
         }
         self.seen.join("\n")
     }
-}
-
-/// A folder of its own for the databases of the services a test starts: in
-/// target/, never in the step's folder, and never shared between tests.
-fn scratch_data_dir() -> String {
-    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{}/data-{}-{n}", env!("CARGO_TARGET_TMPDIR"), std::process::id())
 }
 
 async fn read_lines(from: impl AsyncRead + Unpin, to: mpsc::UnboundedSender<String>) {

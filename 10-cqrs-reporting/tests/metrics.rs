@@ -8,28 +8,10 @@ use actix_web::http::StatusCode;
 use serde_json::Value;
 use step10_cqrs_reporting::gateway::WORKSHOP_KEY;
 use tokio::process::Child;
-use tokio::sync::mpsc;
 
-use binary::{free_port, free_ports, spawn};
+use binary::{PATIENCE, free_port, free_ports, line_with, spawn};
 
 mod binary;
-
-/// The longest any test waits for something to happen.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Waits for a line that contains `text`, and returns it.
-async fn line_with(lines: &mut mpsc::UnboundedReceiver<String>, text: &str) -> String {
-    let found = tokio::time::timeout(PATIENCE, async {
-        while let Some(line) = lines.recv().await {
-            if line.contains(text) {
-                return Some(line);
-            }
-        }
-        None
-    })
-    .await;
-    found.ok().flatten().unwrap_or_else(|| panic!("no line with {text:?}"))
-}
 
 /// The whole step, run by the launcher on free ports, service1 without its
 /// random delay and circuits that open for one second.

@@ -379,7 +379,7 @@ fn spawn(
         .env_remove("OTEL_SDK_DISABLED")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector_url)
         .env("OTEL_BSP_SCHEDULE_DELAY", "50")
-        .env("DATA_DIR", scratch_data_dir())
+        .env("DATA_DIR", env!("CARGO_TARGET_TMPDIR"))
         .envs(env.iter().cloned())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -401,14 +401,6 @@ fn spawn(
         });
     }
     (process, lines)
-}
-
-/// A folder of its own for the databases of the services a test starts: in
-/// target/, never in the step's folder, and never shared between tests.
-fn scratch_data_dir() -> String {
-    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{}/data-{}-{n}", env!("CARGO_TARGET_TMPDIR"), std::process::id())
 }
 
 /// service2 alone, with no registry (it only logs that it cannot

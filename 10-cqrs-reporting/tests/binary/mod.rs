@@ -1,12 +1,19 @@
 //! The step's binary, run by the tests that need each service in a process
 //! of its own (metrics.rs, prometheus.rs, cqrs.rs).
 
+#![allow(dead_code)] // each test file uses some of it
+
 use std::net::TcpListener;
 use std::process::Stdio;
+
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
+
+/// The longest any test waits for something to happen.
+pub const PATIENCE: Duration = Duration::from_secs(30);
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_step10-cqrs-reporting");
 
@@ -30,7 +37,7 @@ pub fn spawn(args: &[&str], env: &[(&str, String)]) -> (Child, mpsc::UnboundedRe
         .args(args)
         .env_remove("BIND_HOST")
         .env("OTEL_SDK_DISABLED", "true")
-        .env("DATA_DIR", scratch_data_dir())
+        .env("DATA_DIR", env!("CARGO_TARGET_TMPDIR"))
         .envs(env.iter().cloned())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -54,10 +61,16 @@ pub fn spawn(args: &[&str], env: &[(&str, String)]) -> (Child, mpsc::UnboundedRe
     (process, lines)
 }
 
-/// A folder of its own for the databases of the services a test starts: in
-/// target/, never in the step's folder, and never shared between tests.
-fn scratch_data_dir() -> String {
-    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{}/data-{}-{n}", env!("CARGO_TARGET_TMPDIR"), std::process::id())
+/// Waits for a line that contains `text`, and returns it.
+pub async fn line_with(lines: &mut mpsc::UnboundedReceiver<String>, text: &str) -> String {
+    let found = tokio::time::timeout(PATIENCE, async {
+        while let Some(line) = lines.recv().await {
+            if line.contains(text) {
+                return Some(line);
+            }
+        }
+        None
+    })
+    .await;
+    found.ok().flatten().unwrap_or_else(|| panic!("no line with {text:?}"))
 }
