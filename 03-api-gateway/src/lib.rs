@@ -24,7 +24,7 @@ use actix_web::{
 };
 use awc::error::{ConnectError, SendRequestError};
 use serde::Serialize;
-use tracing::{error, info, warn};
+use tracing::{Level, error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 /// Runs one service until Ctrl-C or SIGTERM, then stops it gracefully: it
@@ -137,10 +137,16 @@ pub fn serve<F>(listener: TcpListener, routes: F) -> io::Result<Server>
 where
     F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
+    let log_requests = tracing::enabled!(target: "actix_web::middleware::logger", Level::INFO);
     let server = HttpServer::new(move || {
         App::new()
             // One log line per request: method, path, status, size, time.
-            .wrap(middleware::Logger::new(r#""%r" %s %bB %Dms"#))
+            // (Not even the middleware when RUST_LOG leaves those lines out:
+            // it would cost time on every request for nothing.)
+            .wrap(middleware::Condition::new(
+                log_requests,
+                middleware::Logger::new(r#""%r" %s %bB %Dms"#),
+            ))
             .configure(routes.clone())
     })
     .listen(listener)?

@@ -32,7 +32,6 @@ use actix_web::{
 };
 use awc::error::{ConnectError, SendRequestError};
 use serde::Serialize;
-use serde_json::Value;
 use tracing::{Level, error, info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -384,7 +383,7 @@ impl Upstream {
             if !response.status().is_success() {
                 // Pass on the upstream's own explanation, if it gave one.
                 let status = response.status();
-                let problem: Option<Value> = response.json().await.ok();
+                let problem: Option<serde_json::Value> = response.json().await.ok();
                 let detail = problem.as_ref().and_then(|problem| problem["detail"].as_str());
                 let what = match detail {
                     Some(detail) => format!("answered {status}: {detail}"),
