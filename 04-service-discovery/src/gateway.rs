@@ -21,9 +21,7 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::web::Bytes;
 use actix_web::{Error, HttpRequest, HttpResponse, ResponseError, mime, web};
 use awc::error::SendRequestError;
-use futures_util::Stream;
-use futures_util::StreamExt;
-use futures_util::future::join_all;
+use futures_util::{Stream, StreamExt, future::join_all};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use quick_xml::escape::escape;
 use serde::Serialize;
@@ -34,9 +32,8 @@ use crate::{Problem, Upstream};
 
 pub const NAME: &str = "gateway";
 
-/// The key the gateway accepts when none is set and it listens on a
-/// loopback address, so that the README's curl lines work as they are.
-/// It is public, so the gateway refuses it on any other address.
+/// The key the gateway accepts when none is set, so that the README's curl
+/// lines work as they are: only on a loopback address, since it is public.
 pub const WORKSHOP_KEY: &str = "workshop-key";
 
 /// The gateway's options; each can also be set in the environment.
@@ -79,22 +76,17 @@ struct Gateway {
 pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     let api_key = choose_api_key(&listener, options.api_key)?;
     let service = |name, url| Upstream { name, url, timeout: options.upstream_timeout };
-    let gateway = web::Data::new(Gateway {
-        api_key,
-        services: vec![
-            service("service1", options.service1_url),
-            service("service2", options.service2_url),
-        ],
-        max_body_bytes: options.max_body_bytes,
-    });
+    let services =
+        vec![service("service1", options.service1_url), service("service2", options.service2_url)];
+    let gateway =
+        web::Data::new(Gateway { api_key, services, max_body_bytes: options.max_body_bytes });
     crate::serve(listener, move |routes| {
         routes.app_data(web::Data::new(crate::http_client())).app_data(gateway.clone());
+        let root = web::resource("/").get(aggregate).default_service(web::to(crate::only_get));
         routes.service(
             web::scope("")
                 .wrap(from_fn(require_api_key))
-                .service(
-                    web::resource("/").get(aggregate).default_service(web::to(crate::only_get)),
-                )
+                .service(root)
                 // Every other path is /<service>/<rest>: `proxy` reads it
                 // itself, which costs less than matching a pattern.
                 .default_service(web::to(proxy)),
@@ -201,22 +193,14 @@ async fn aggregate(
 /// it takes, best first. (The Node.js workshop looked at Content-Type, but
 /// that header describes the body a client sends, and a GET sends none.)
 fn prefers_xml(request: &HttpRequest) -> bool {
-    let Ok(accept) = Accept::parse(request) else {
-        return false;
-    };
-    for wanted in accept.ranked() {
-        if wanted.subtype() == mime::XML {
-            return true;
-        }
-        if wanted.subtype() == mime::JSON || wanted.subtype() == mime::STAR {
-            return false;
-        }
-    }
-    false
+    let ranked = Accept::parse(request).map(|accept| accept.ranked()).unwrap_or_default();
+    // The first of the types the gateway serves (or */*) decides.
+    let served = [mime::XML, mime::JSON, mime::STAR];
+    let first = ranked.iter().map(|wanted| wanted.subtype()).find(|sub| served.contains(sub));
+    first == Some(mime::XML)
 }
 
-/// `<services>` with a `<service name="…">` for each part, holding the
-/// service's JSON answer as elements, or an `<error>`.
+/// `<services>` with a `<service name="…">` for each part: its answer as elements, or an `<error>`.
 fn to_xml(parts: &[Part]) -> String {
     let mut xml = String::from(r#"<?xml version="1.0" encoding="UTF-8"?><services>"#);
     for part in parts {
@@ -225,12 +209,8 @@ fn to_xml(parts: &[Part]) -> String {
             json_to_xml(answer, &mut xml);
         }
         if let Some(problem) = &part.error {
-            let _ = write!(
-                xml,
-                r#"<error status="{}">{}</error>"#,
-                problem.status,
-                escape(&problem.detail)
-            );
+            let (status, detail) = (problem.status, escape(&problem.detail));
+            let _ = write!(xml, r#"<error status="{status}">{detail}</error>"#);
         }
         xml.push_str("</service>");
     }
@@ -265,9 +245,8 @@ fn json_to_xml(value: &Value, xml: &mut String) {
     }
 }
 
-/// The most header bytes the gateway passes on (names and values). actix
-/// reads up to 128 KiB of them; a service behind may take less, or spend
-/// memory on them: the gateway says no first, as nginx does at 8 KiB a line.
+/// The most header bytes (names and values) the gateway passes on: actix
+/// reads up to 128 KiB, but a service behind may take less, so it says no first.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// Headers that describe one connection, not the message: a proxy must
@@ -286,14 +265,10 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// The headers of `from` that are about the message, not the connection.
 fn end_to_end(from: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
     // Connection may name more hop-by-hop headers: "Connection: X-Trace".
-    let named: Vec<String> = from
-        .get_all(header::CONNECTION)
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(|name| name.trim().to_ascii_lowercase())
-        .collect();
+    let listed = from.get_all(header::CONNECTION).filter_map(|value| value.to_str().ok());
+    let named: Vec<&str> = listed.flat_map(|value| value.split(',')).map(str::trim).collect();
     from.iter().filter(move |(name, _)| {
-        !HOP_BY_HOP.contains(name) && !named.iter().any(|n| n == name.as_str())
+        !HOP_BY_HOP.contains(name) && !named.iter().any(|n| n.eq_ignore_ascii_case(name.as_str()))
     })
 }
 
@@ -308,30 +283,22 @@ async fn proxy(
 ) -> Result<HttpResponse, Problem> {
     // "/service1/orders/7": service1, and "orders/7" for it.
     let path = request.path().trim_start_matches('/');
-    let (name, rest) = match decode_path(path)?.split_first() {
-        Some((name, rest)) => (name.clone(), rest.to_vec()),
-        None => return Err(no_route(&request)),
-    };
+    let segments = decode_path(path)?;
+    let (name, rest) = segments.split_first().ok_or_else(|| no_route(&request))?;
     let Some(service) = gateway.services.iter().find(|service| service.name == name) else {
         return Err(no_route(&request));
     };
-    let mut url = format!("{}/{}", service.url, encode_path(&rest));
-    if let Some(query) = request.uri().query() {
-        url = format!("{url}?{query}");
-    }
+    let query = request.uri().query().map(|query| format!("?{query}")).unwrap_or_default();
+    let url = format!("{}/{}{query}", service.url, encode_path(rest));
 
+    let limit = gateway.max_body_bytes;
     let too_large = || {
-        let detail = format!(
-            "the body is larger than the gateway's limit of {} bytes",
-            gateway.max_body_bytes
-        );
+        let detail = format!("the body is larger than the gateway's limit of {limit} bytes");
         Problem::new(StatusCode::PAYLOAD_TOO_LARGE, detail)
     };
-    let declared_length = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared_length.is_some_and(|length| length > gateway.max_body_bytes) {
+    let content_length = request.headers().get(header::CONTENT_LENGTH);
+    let declared_length = content_length.and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > limit) {
         return Err(too_large());
     }
     let header_bytes: usize =
@@ -344,8 +311,7 @@ async fn proxy(
 
     let mut outgoing = client.request(request.method().clone(), &url).timeout(service.timeout);
     for (name, value) in end_to_end(request.headers()) {
-        // The API key is for the gateway: it stops here. Host and length
-        // are the new request's own.
+        // The API key is for the gateway: it stops here. Host and length are the new request's.
         if ![header::AUTHORIZATION, header::HOST, header::CONTENT_LENGTH].contains(name) {
             outgoing = outgoing.append_header((name.clone(), value.clone()));
         }
@@ -356,11 +322,8 @@ async fn proxy(
 
     // Count the body as it streams through (a client that sends more than
     // the limit without saying so up front is cut off too), and note whose
-    // turn it was when a call fails: a call that times out while the
-    // gateway waits for more of the body from the client is the client's
-    // doing, not the service's.
+    // turn it was: a timeout while waiting for the client is not the service's.
     let progress = Rc::new(Cell::new(BodyProgress::Flowing));
-    let limit = gateway.max_body_bytes;
     let body = ForwardedBody { payload: body, received: 0, limit, progress: progress.clone() };
     let sent = match declared_length {
         Some(length) => outgoing.send_body(SizedStream::new(length, body)).await,
@@ -372,9 +335,11 @@ async fn proxy(
     let upstream = match (sent, progress.get()) {
         (Ok(upstream), _) => upstream,
         (Err(_), BodyProgress::OverLimit) => return Err(too_large()),
-        // The client's doing, not the service's.
+        // The client's doing, not the service's: 408.
         (Err(SendRequestError::Timeout), BodyProgress::WaitingForClient) => {
-            return Err(body_too_slow(service));
+            let timeout = humantime::format_duration(service.timeout);
+            let detail = format!("the request's body did not arrive within {timeout}");
+            return Err(Problem::new(StatusCode::REQUEST_TIMEOUT, detail));
         }
         (Err(error), _) => return Err(service.failed(error)),
     };
@@ -387,32 +352,27 @@ async fn proxy(
     Ok(response.streaming(upstream.timeout(service.timeout)))
 }
 
-/// The segments of a path as a service will read them: percent-decoded.
-/// Whatever the gateway decides about a path (which service, whether it is
-/// internal) it decides on these, and `encode_path` sends them on spelt one
-/// way: to a service, "%68ealthz" is "healthz", so it must be here too.
-/// What a service could read otherwise than the gateway (`.` and `..`, an
+/// The segments of a path as a service will read them, percent-decoded:
+/// the gateway decides on these (which service, whether it is internal) and
+/// `encode_path` sends them on spelt one way, since "%68ealthz" is "healthz"
+/// to a service. What a service could read otherwise (`.` and `..`, an
 /// encoded `/`, an empty segment inside the path) is refused.
 fn decode_path(raw: &str) -> Result<Vec<String>, Problem> {
     let segments: Vec<&str> = raw.split('/').collect();
     let last = segments.len() - 1;
-    let refuse = |why: &str| {
-        let detail = format!("the path is refused: {why}");
-        Problem::new(StatusCode::BAD_REQUEST, detail)
-    };
     let decode = |(at, segment): (usize, &&str)| {
-        let decoded = percent_decode_str(segment)
-            .decode_utf8()
-            .map_err(|_| refuse("it is not UTF-8 once decoded"))?;
+        let decoded = percent_decode_str(segment).decode_utf8();
+        let decoded = decoded.map_err(|_| "it is not UTF-8 once decoded")?;
         match &*decoded {
-            "" if at < last => Err(refuse("it has an empty segment (//)")),
-            "." | ".." => Err(refuse("it has a . or .. segment")),
-            text if text.contains('/') => Err(refuse("it has an encoded / (%2F)")),
-            text if text.chars().any(char::is_control) => Err(refuse("it has a control character")),
+            "" if at < last => Err("it has an empty segment (//)"),
+            "." | ".." => Err("it has a . or .. segment"),
+            text if text.contains('/') => Err("it has an encoded / (%2F)"),
+            text if text.chars().any(char::is_control) => Err("it has a control character"),
             _ => Ok(decoded.into_owned()),
         }
     };
-    segments.iter().enumerate().map(decode).collect()
+    let refuse = |why| Problem::new(StatusCode::BAD_REQUEST, format!("the path is refused: {why}"));
+    segments.iter().enumerate().map(decode).collect::<Result<_, _>>().map_err(refuse)
 }
 
 /// Bytes a path segment is sent with as they are (RFC 3986's unreserved
@@ -420,10 +380,8 @@ fn decode_path(raw: &str) -> Result<Vec<String>, Problem> {
 const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 fn encode_path(segments: &[String]) -> String {
-    let encoded: Vec<String> = segments
-        .iter()
-        .map(|segment| utf8_percent_encode(segment, UNRESERVED).to_string())
-        .collect();
+    let encoded: Vec<String> =
+        segments.iter().map(|part| utf8_percent_encode(part, UNRESERVED).to_string()).collect();
     encoded.join("/")
 }
 
@@ -436,6 +394,7 @@ fn forwarded_for(request: &HttpRequest) -> [(HeaderName, HeaderValue); 3] {
         None => client,
     };
     let host = request.headers().get(header::HOST).cloned();
+    const EMPTY: HeaderValue = HeaderValue::from_static("");
     [
         (HeaderName::from_static("x-forwarded-for"), HeaderValue::try_from(chain).unwrap_or(EMPTY)),
         (HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("http")),
@@ -443,16 +402,12 @@ fn forwarded_for(request: &HttpRequest) -> [(HeaderName, HeaderValue); 3] {
     ]
 }
 
-const EMPTY: HeaderValue = HeaderValue::from_static("");
-
-/// Where a request's body was, on its way through the gateway.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Where a request's body was on its way through the gateway: passed on as
+/// fast as it came (or none), waited for from the client, or over the limit.
+#[derive(Clone, Copy)]
 enum BodyProgress {
-    /// Passed on as fast as it came (or there was none).
     Flowing,
-    /// The gateway was waiting for the client to send more of it.
     WaitingForClient,
-    /// More than the gateway's limit came.
     OverLimit,
 }
 
@@ -488,23 +443,13 @@ impl Stream for ForwardedBody {
 }
 
 /// Dropped before all of it came (the call failed), the body is left to
-/// actix, which then reads and discards the rest. But actix stops reading
-/// while its buffer is full and waits to be woken by a read, which would
-/// never come: a client still sending would wait for ever. One more read
-/// wakes it.
+/// actix to discard. But actix stops reading while its buffer is full, until
+/// a read wakes it: one more read, or a client still sending waits for ever.
 impl Drop for ForwardedBody {
     fn drop(&mut self) {
         let mut anyone = Context::from_waker(futures_util::task::noop_waker_ref());
         let _ = self.payload.poll_next_unpin(&mut anyone);
     }
-}
-
-/// A client that sends its body too slowly (or stops) gets 408. (actix
-/// closes the connection after it: the rest of the body was never read.)
-fn body_too_slow(service: &Upstream) -> Problem {
-    let timeout = humantime::format_duration(service.timeout);
-    let detail = format!("the request's body did not arrive within {timeout}");
-    Problem::new(StatusCode::REQUEST_TIMEOUT, detail)
 }
 
 fn no_route(request: &HttpRequest) -> Problem {
