@@ -99,11 +99,8 @@ async fn healthz(
     gateway: web::Data<Gateway>,
 ) -> HttpResponse {
     let registry = gateway.discovery.check_registry(&client);
-    crate::health_report(
-        &overridden,
-        vec![Check::new("registry:reachability", Health::Warn, registry)],
-    )
-    .await
+    let checks = vec![Check::new("registry:reachability", Health::Warn, registry)];
+    crate::health_report(&overridden, checks).await
 }
 
 /// On a loopback address only this machine can reach the gateway, so the

@@ -1,6 +1,6 @@
-//! Circuit breakers: one per instance called, so that an instance that
-//! keeps failing is not called at all for a while, and the others of its
-//! service take its calls.
+//! Circuit breakers, one per instance called: an instance that keeps failing
+//! is not called for a while (the others of its service take its calls, or
+//! callers get an answer at once instead of a timeout) and gets room to recover.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,14 +10,13 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, web};
-use failsafe::failure_policy::ConsecutiveFailures;
+use failsafe::failure_policy::{ConsecutiveFailures, consecutive_failures};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use crate::{Discovery, Problem, Upstream};
 
-/// How the circuit breakers behave; each option can also be set in the
-/// environment.
+/// How the circuit breakers behave (each option can also be set in the environment).
 #[derive(clap::Args, Debug, Clone)]
 pub struct BreakerOptions {
     /// Failures in a row that open a service's circuit
@@ -34,18 +33,10 @@ pub struct BreakerOptions {
     pub breaker_max_open_for: Duration,
 }
 
-/// A circuit breaker per instance this service calls. An instance that
-/// keeps failing is not called at all for a while: its callers go to the
-/// other instances of its service, or, when every one is open, get an
-/// answer at once instead of waiting for a timeout; and the failing instance
-/// gets room to recover instead of more load. (One breaker per service
-/// would let one stalled instance open the circuit of its healthy siblings
-/// too.)
-///
-/// The breakers are failsafe's state machines, with its consecutive
-/// failures policy: `breaker_failures` failures in a row open the circuit
-/// (a failure rate over a window would need far more calls than a
-/// workshop makes to say anything), and any success resets the count.
+/// A circuit breaker per instance this service calls (one per service would
+/// let one stalled instance open its healthy siblings' circuits too), each
+/// failsafe's state machine with its consecutive failures policy (a failure
+/// rate over a window needs more calls than a workshop makes).
 pub struct Breakers {
     options: BreakerOptions,
     /// By instance URL.
@@ -71,10 +62,9 @@ impl Breakers {
         Breakers { options, by_instance: Mutex::new(HashMap::new()) }
     }
 
-    /// The next instance of `service` to call, and leave to call it.
-    /// Discovery hands the instances out in turn; one whose circuit is open
-    /// is passed over. Only when every instance's circuit is open is the
-    /// answer a 503, at once, without a call.
+    /// The next instance of `service` to call, and leave to call it: one
+    /// whose circuit is open is passed over; when every one is, a 503 at
+    /// once, without a call.
     pub async fn find(
         &self,
         discovery: &Discovery,
@@ -96,16 +86,11 @@ impl Breakers {
     fn of(&self, instance: &Upstream) -> Arc<Breaker> {
         let mut by_instance = self.by_instance.lock().expect("breakers");
         let breaker = by_instance.entry(instance.url.clone()).or_insert_with(|| {
-            let events = Events::new(instance, self.options.breaker_failures);
-            let pauses = Doubling {
-                next: self.options.breaker_open_for,
-                max: self.options.breaker_max_open_for,
-                chosen: events.0.clone(),
-            };
-            let policy = failsafe::failure_policy::consecutive_failures(
-                self.options.breaker_failures,
-                pauses,
-            );
+            let options = &self.options;
+            let events = Events::new(instance, options.breaker_failures);
+            let (next, max) = (options.breaker_open_for, options.breaker_max_open_for);
+            let pauses = Doubling { next, max, chosen: events.0.clone() };
+            let policy = consecutive_failures(options.breaker_failures, pauses);
             let machine = failsafe::Config::new().failure_policy(policy).instrument(events.clone());
             Arc::new(Breaker {
                 machine: machine.build(),
@@ -136,25 +121,22 @@ impl Breakers {
     pub fn check(&self) -> Result<String, String> {
         let mut open = Vec::new();
         for (service, instances) in self.states() {
-            for (url, state) in instances.iter().filter(|(_, state)| state["state"] != "closed") {
-                open.push(format!(
-                    "{service} at {url} ({})",
-                    state["state"].as_str().unwrap_or("")
-                ));
+            for (url, state) in instances {
+                if let Some(state) = state["state"].as_str().filter(|state| *state != "closed") {
+                    open.push(format!("{service} at {url} ({state})"));
+                }
             }
         }
         if open.is_empty() {
-            Ok("every circuit is closed".to_string())
-        } else {
-            Err(format!("not closed: {}", open.join(", ")))
+            return Ok("every circuit is closed".to_string());
         }
+        Err(format!("not closed: {}", open.join(", ")))
     }
 }
 
 /// A circuit not asked for in this long is forgotten: its instance is gone
-/// (discovery leaves out instances that are critical or deregistered) or no
-/// longer called, and an open circuit for it would keep this service's
-/// health at warn for nothing. One that comes back starts closed.
+/// or no longer called, and would keep this service's health at warn for
+/// nothing. One that comes back starts closed.
 const FORGET_AFTER: Duration = Duration::from_secs(60);
 
 impl Breaker {
@@ -259,10 +241,9 @@ impl Events {
 
     fn open_problem(&self) -> Problem {
         let until = self.0.inner.lock().expect("circuit").1;
-        let wait =
-            until.map_or(Duration::ZERO, |until| until.saturating_duration_since(Instant::now()));
+        let wait = until.map(|until| until.saturating_duration_since(Instant::now()));
         // Whole seconds, rounded up, and at least one.
-        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let seconds = wait.unwrap_or_default().as_secs_f64().ceil().max(1.0) as u64;
         let detail = format!(
             "the circuit for {} is open: it failed too often; try again in {seconds} s",
             self.0.name
@@ -281,11 +262,8 @@ impl Events {
             State::Open => ("open", wait.map(|wait| wait.as_secs_f64().ceil() as u64)),
             State::HalfOpen => ("half-open", None),
         };
-        json!({
-            "state": state,
-            "retry_after_seconds": retry_after,
-            "rejected_calls": self.0.rejected.load(Ordering::Relaxed),
-        })
+        let rejected = self.0.rejected.load(Ordering::Relaxed);
+        json!({ "state": state, "retry_after_seconds": retry_after, "rejected_calls": rejected })
     }
 }
 
@@ -299,15 +277,11 @@ impl failsafe::Instrument for Events {
         let before = self.change(State::Open, Some(Instant::now() + pause));
         let service = &self.0.name;
         let pause = humantime::format_duration(pause);
-        match before {
-            State::HalfOpen => warn!(
-                "circuit for {service} is OPEN again: the trial call failed; calls fail fast for {pause}"
-            ),
-            _ => warn!(
-                "circuit for {service} is now OPEN after {} failures in a row; calls fail fast for {pause}",
-                self.0.failures_to_open
-            ),
-        }
+        let what = match before {
+            State::HalfOpen => "OPEN again: the trial call failed".to_string(),
+            _ => format!("now OPEN after {} failures in a row", self.0.failures_to_open),
+        };
+        warn!("circuit for {service} is {what}; calls fail fast for {pause}");
     }
 
     fn on_half_open(&self) {

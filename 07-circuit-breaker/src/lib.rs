@@ -261,8 +261,6 @@ pub struct Problem {
     detail: String,
     #[serde(skip)]
     headers: Vec<(HeaderName, HeaderValue)>,
-    /// Whether an upstream is to blame: it failed, was too slow, or
-    /// answered 5xx or garbage. (A 4xx it answered is the caller's fault.)
     #[serde(skip)]
     upstream_fault: bool,
 }
@@ -279,7 +277,8 @@ impl Problem {
         }
     }
 
-    /// Whether the upstream is to blame, so that its circuit breaker counts it.
+    /// Whether an upstream is to blame (it failed, was too slow, answered 5xx
+    /// or garbage; a 4xx is the caller's fault), so that its breaker counts it.
     pub fn is_upstream_fault(&self) -> bool {
         self.upstream_fault
     }

@@ -35,8 +35,7 @@ use subtle::ConstantTimeEq;
 use tracing::Instrument;
 
 use crate::{
-    BreakerOptions, Breakers, Check, Discovery, Health, HealthOverride, Problem,
-    RegistrationOptions, telemetry,
+    Breakers, Check, Discovery, Health, HealthOverride, Problem, RegistrationOptions, telemetry,
 };
 
 pub const NAME: &str = "gateway";
@@ -70,7 +69,7 @@ pub struct Options {
     pub registration: RegistrationOptions,
 
     #[command(flatten)]
-    pub breaker: BreakerOptions,
+    pub breaker: crate::BreakerOptions,
 }
 
 /// What every worker of the gateway shares.
@@ -78,20 +77,16 @@ struct Gateway {
     api_key: String,
     discovery: Discovery,
     max_body_bytes: u64,
-    /// Each service's last answer at `/`, and when it came: the fallback
-    /// when the service cannot answer.
+    /// Each service's last answer at `/`, and when: the fallback when it cannot answer.
     last_answers: Mutex<HashMap<String, (Value, Instant)>>,
 }
 
 pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     let api_key = choose_api_key(&listener, options.api_key)?;
     let discovery = Discovery::new(options.registration.registry_url, options.upstream_timeout);
-    let gateway = web::Data::new(Gateway {
-        api_key,
-        discovery,
-        max_body_bytes: options.max_body_bytes,
-        last_answers: Mutex::new(HashMap::new()),
-    });
+    let last_answers = Mutex::default();
+    let max_body_bytes = options.max_body_bytes;
+    let gateway = web::Data::new(Gateway { api_key, discovery, max_body_bytes, last_answers });
     let breakers = web::Data::new(Breakers::new(options.breaker));
     crate::serve(listener, move |routes| {
         routes.app_data(web::Data::new(crate::http_client())).app_data(gateway.clone());
@@ -119,12 +114,9 @@ async fn healthz(
     gateway: web::Data<Gateway>,
     breakers: web::Data<Breakers>,
 ) -> HttpResponse {
+    let registry = gateway.discovery.check_registry(&client);
     let checks = vec![
-        Check::new(
-            "registry:reachability",
-            Health::Warn,
-            gateway.discovery.check_registry(&client),
-        ),
+        Check::new("registry:reachability", Health::Warn, registry),
         Check::new("circuits", Health::Warn, async { breakers.check() }),
     ];
     crate::health_report(&overridden, checks).await
