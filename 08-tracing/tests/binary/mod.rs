@@ -1,0 +1,98 @@
+//! The step's binary, run by the tests that need its services in processes
+//! of their own, as a learner runs them.
+
+use std::net::TcpListener;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use step08_tracing::gateway::WORKSHOP_KEY;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+const PROGRAM: &str = env!("CARGO_BIN_EXE_step08-tracing");
+
+/// The longest any test waits for something to happen.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// `n` ports free a moment ago, all different: each is held until all are
+/// chosen.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> =
+        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    held.iter().map(|listener| listener.local_addr().unwrap().port()).collect()
+}
+
+/// Runs the step's binary with `args` and `env`; its output in lines. Its
+/// spans go nowhere (never to a learner's Jaeger) unless `env` says where.
+pub fn spawn(args: &[&str], env: &[(&str, String)]) -> (Child, mpsc::UnboundedReceiver<String>) {
+    let mut command = Command::new(PROGRAM);
+    command
+        .args(args)
+        .env_remove("BIND_HOST")
+        .env("OTEL_SDK_DISABLED", "true")
+        .envs(env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    #[cfg(unix)]
+    command.process_group(0);
+    let mut process = command.spawn().expect("cannot start the step's binary");
+    let (sender, lines) = mpsc::unbounded_channel();
+    let outputs: [Box<dyn AsyncRead + Unpin + Send>; 2] =
+        [Box::new(process.stdout.take().unwrap()), Box::new(process.stderr.take().unwrap())];
+    for output in outputs {
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(output).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = sender.send(line);
+            }
+        });
+    }
+    (process, lines)
+}
+
+/// Waits for a line that contains `text`; every line read on the way.
+pub async fn lines_until(lines: &mut mpsc::UnboundedReceiver<String>, text: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(PATIENCE, async {
+        while let Some(line) = lines.recv().await {
+            seen.push(line.clone());
+            if line.contains(text) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(found == Ok(true), "no line with {text:?} in:\n{}", seen.join("\n"));
+    seen
+}
+
+/// The whole step, run by the launcher on free ports (the registry's, the
+/// gateway's, service1's and service2's) with `env` besides; ready once a
+/// call through the gateway reaches service2.
+pub async fn start_step(env: &[(&str, String)]) -> (Child, Vec<u16>) {
+    let ports = free_ports(4);
+    let step_env = [
+        ("REGISTRY_PORT", ports[0].to_string()),
+        ("REGISTRY_URL", format!("http://127.0.0.1:{}", ports[0])),
+        ("GATEWAY_PORT", ports[1].to_string()),
+        ("SERVICE1_PORT", ports[2].to_string()),
+        ("SERVICE2_PORT", ports[3].to_string()),
+    ];
+    let (launcher, _) = spawn(&[], &[&step_env[..], env].concat());
+    let url = format!("http://127.0.0.1:{}/api/service1/", ports[1]);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let answer = awc::Client::default().get(&url).bearer_auth(WORKSHOP_KEY).send().await;
+        if answer.is_ok_and(|answer| answer.status() == StatusCode::OK) {
+            return (launcher, ports);
+        }
+        assert!(Instant::now() < deadline, "the step never answered through the gateway");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
