@@ -1,18 +1,22 @@
-//! The step's binary, run by the tests that need each service in a process
-//! of its own (metrics.rs, prometheus.rs).
+//! The step's binary, run by the tests that need its services in processes
+//! of their own, as a learner runs them.
+
+#![allow(dead_code)] // each test file uses some of it
 
 use std::net::TcpListener;
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
+use actix_web::http::StatusCode;
+use step09_monitoring::gateway::WORKSHOP_KEY;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_step09-monitoring");
 
-pub fn free_port() -> u16 {
-    free_ports(1)[0]
-}
+/// The longest any test waits for something to happen.
+pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// `n` ports free a moment ago, all different: each is held until all are
 /// chosen.
@@ -22,8 +26,8 @@ pub fn free_ports(n: usize) -> Vec<u16> {
     held.iter().map(|listener| listener.local_addr().unwrap().port()).collect()
 }
 
-/// Runs the step's binary with `args` and `env`, without tracing; its
-/// output in lines.
+/// Runs the step's binary with `args` and `env`; its output in lines. Its
+/// spans go nowhere (never to a learner's Jaeger) unless `env` says where.
 pub fn spawn(args: &[&str], env: &[(&str, String)]) -> (Child, mpsc::UnboundedReceiver<String>) {
     let mut command = Command::new(PROGRAM);
     command
@@ -51,4 +55,46 @@ pub fn spawn(args: &[&str], env: &[(&str, String)]) -> (Child, mpsc::UnboundedRe
         });
     }
     (process, lines)
+}
+
+/// Waits for a line that contains `text`; every line read on the way.
+pub async fn lines_until(lines: &mut mpsc::UnboundedReceiver<String>, text: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(PATIENCE, async {
+        while let Some(line) = lines.recv().await {
+            seen.push(line.clone());
+            if line.contains(text) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(found == Ok(true), "no line with {text:?} in:\n{}", seen.join("\n"));
+    seen
+}
+
+/// The whole step, run by the launcher on free ports (the registry's, the
+/// gateway's, service1's and service2's) with `env` besides; ready once a
+/// call through the gateway reaches service2.
+pub async fn start_step(env: &[(&str, String)]) -> (Child, Vec<u16>) {
+    let ports = free_ports(4);
+    let step_env = [
+        ("REGISTRY_PORT", ports[0].to_string()),
+        ("REGISTRY_URL", format!("http://127.0.0.1:{}", ports[0])),
+        ("GATEWAY_PORT", ports[1].to_string()),
+        ("SERVICE1_PORT", ports[2].to_string()),
+        ("SERVICE2_PORT", ports[3].to_string()),
+    ];
+    let (launcher, _) = spawn(&[], &[&step_env[..], env].concat());
+    let url = format!("http://127.0.0.1:{}/api/service1/", ports[1]);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let answer = awc::Client::default().get(&url).bearer_auth(WORKSHOP_KEY).send().await;
+        if answer.is_ok_and(|answer| answer.status() == StatusCode::OK) {
+            return (launcher, ports);
+        }
+        assert!(Instant::now() < deadline, "the step never answered through the gateway");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
