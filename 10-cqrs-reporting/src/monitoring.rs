@@ -1,20 +1,14 @@
 //! Monitoring with Prometheus. Every service counts what it does (requests
 //! it answers, calls it makes, its circuit breakers, its process) and serves
-//! the numbers at `GET /metrics`, as text in Prometheus's format.
-//! Prometheus finds the services through the registry, scrapes each one
-//! every few seconds, keeps the history, and evaluates the alerts; Grafana
-//! draws it (see `prometheus/` in this step).
+//! the numbers at `GET /metrics`, in Prometheus's text format, for a
+//! Prometheus that finds it through the registry (see `prometheus/`).
 //!
-//! The names follow Prometheus's conventions: the unit in the name
-//! (`_seconds`, `_bytes`), `_total` at the end of a counter. Every label
-//! takes few values (a route's pattern, never its path; a status code, a
-//! method), because each combination of labels is a series of its own that
-//! Prometheus keeps: a label with endless values would swamp it.
-//!
-//! No `service` label: Prometheus adds it to every series it scrapes, from
-//! what the registry says of the instance (`prometheus/prometheus.yml`). The
-//! registry's own metrics name the services they count `service_name`, so as
-//! not to clash with it.
+//! Names follow Prometheus's conventions (the unit in the name, `_total` at
+//! the end of a counter), and every label takes few values (a route's
+//! pattern, never its path): each combination of labels is a series that
+//! Prometheus keeps. No `service` label: Prometheus adds it from what the
+//! registry says of the instance; the registry's own metrics name the
+//! services they count `service_name`, so as not to clash with it.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -24,9 +18,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse};
-use metrics::{
-    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
-};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Histogram buckets for durations, in seconds: fine below 10 ms, where
@@ -64,39 +56,13 @@ fn recorder() -> &'static Recorder {
 /// The `# HELP` line of each metric: what it counts, in words.
 fn describe() {
     describe_counter!("http_requests_total", "Requests answered, by method, route and status.");
-    describe_histogram!(
-        "http_request_duration_seconds",
-        Unit::Seconds,
-        "Time from a request's arrival to its answer, by method and route."
-    );
-    describe_counter!(
-        "upstream_requests_total",
-        "Calls to other services, by the service called and how they ended: the class of \
-         the status answered (2xx, 3xx, 4xx, 5xx), no_answer or timeout."
-    );
-    describe_histogram!(
-        "upstream_request_duration_seconds",
-        Unit::Seconds,
-        "Time a call to another service took, until its answer or its failure."
-    );
-    describe_gauge!(
-        "circuit_breaker_state",
-        "1 for the state each circuit is in (closed, half_open, open), 0 for the others."
-    );
-    describe_counter!(
-        "circuit_breaker_transitions_total",
-        "Changes of state of each circuit, by the state it went to."
-    );
-    describe_gauge!(
-        "registry_instances",
-        "Instances registered, by the name of their service and the status of their health \
-         checks."
-    );
-    describe_counter!(
-        "registry_checks_total",
-        "Health checks the registry ran, by the name of the service checked and the status \
-         they found."
-    );
+    describe_histogram!("http_request_duration_seconds", "Time to answer, by method and route.");
+    describe_counter!("upstream_requests_total", "Calls to other services, by how they ended.");
+    describe_histogram!("upstream_request_duration_seconds", "Time a call to a service took.");
+    describe_gauge!("circuit_breaker_state", "1 for the state each circuit is in, else 0.");
+    describe_counter!("circuit_breaker_transitions_total", "Changes of state of each circuit.");
+    describe_gauge!("registry_instances", "Instances registered, by service and health.");
+    describe_counter!("registry_checks_total", "Health checks run, by service and result.");
 }
 
 /// Makes sure the metrics are recorded from the start: anything recorded
@@ -142,16 +108,8 @@ pub async fn count_requests(
 
 /// A client may send any method at all: only the standard ones are labels.
 fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    }
+    const STANDARD: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
+    STANDARD.into_iter().find(|standard| *standard == method.as_str()).unwrap_or("other")
 }
 
 /// The route's pattern (`/{any:.*}`, `/v1/health/service/{service}`), never
@@ -202,11 +160,7 @@ pub fn record_circuit(
     }
 }
 
-/// A circuit forgotten (its instance gone) is in no state at all.
+/// A circuit forgotten (its instance gone) is in none of the states.
 pub fn forget_circuit(upstream: &str, instance: &str) {
-    for each in ["closed", "half_open", "open"] {
-        let labels = [("upstream", upstream), ("instance", instance), ("state", each)]
-            .map(|(name, value)| (name, value.to_string()));
-        gauge!("circuit_breaker_state", &labels).set(0.0);
-    }
+    record_circuit(upstream, instance, "forgotten", None);
 }

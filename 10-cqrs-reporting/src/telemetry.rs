@@ -50,23 +50,17 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::Problem;
 
-/// Where spans go when `OTEL_EXPORTER_OTLP_ENDPOINT` is not set: Jaeger's
-/// OTLP/HTTP port on this machine. (These are OpenTelemetry's standard
-/// variables: every OpenTelemetry SDK, in any language, reads them.)
-pub const OTLP_ENDPOINT: &str = "http://127.0.0.1:4318";
-
-/// The answer header that carries the request's trace id.
-pub const TRACE_ID_HEADER: HeaderName = HeaderName::from_static("x-trace-id");
+/// Where spans go when `OTEL_EXPORTER_OTLP_ENDPOINT` (a variable every
+/// OpenTelemetry SDK reads) is not set: Jaeger's OTLP/HTTP port here.
+const OTLP_ENDPOINT: &str = "http://127.0.0.1:4318";
 
 /// Sends the spans that are still waiting when it is dropped, at the end
 /// of `run`. (Not on the async runtime: sending blocks.)
-pub struct Telemetry {
-    provider: Option<SdkTracerProvider>,
-}
+pub struct Telemetry(Option<SdkTracerProvider>);
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
-        if let Some(provider) = self.provider.take() {
+        if let Some(provider) = &self.0 {
             let _ = provider.shutdown();
         }
     }
@@ -79,7 +73,7 @@ pub fn init_telemetry(service: &'static str) -> Result<Telemetry, String> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn"));
     let log_lines = tracing_subscriber::fmt::layer()
-        .event_format(WithTraceId { ansi: io::stdout().is_terminal() })
+        .event_format(WithTraceId)
         .with_ansi(io::stdout().is_terminal())
         // When the launcher is gone, a log line has nowhere to go; reporting
         // that on stderr (gone too) would panic, and the service could then
@@ -92,39 +86,30 @@ pub fn init_telemetry(service: &'static str) -> Result<Telemetry, String> {
     let spans = provider.as_ref().ok().and_then(Option::as_ref).map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer(service))
-            // Leave out what each span would otherwise carry as well: the
-            // source file and line, the thread, the time spent idle. None of
-            // it helps to read a trace of these services, and every span
-            // would carry it all to the collector.
+            // Leave out the source line, thread and idle time every span
+            // would carry to the collector: none helps to read these traces.
             .with_location(false)
             .with_threads(false)
             .with_target(false)
             .with_tracked_inactivity(false)
-            // Only this step's own spans and events, not those of the
-            // libraries underneath (the exporter's HTTP client would trace
-            // itself).
+            // Only this step's spans and events, not its libraries' (the
+            // exporter's HTTP client would trace itself).
             .with_filter(Targets::new().with_target(env!("CARGO_CRATE_NAME"), Level::DEBUG))
     });
     tracing_subscriber::registry().with(log_lines).with(spans).init();
     // How the trace context travels in HTTP headers: W3C Trace Context.
     global::set_text_map_propagator(TraceContextPropagator::new());
-    Ok(Telemetry { provider: provider? })
+    Ok(Telemetry(provider?))
 }
 
 /// Spans of `service`, sent to the collector at `OTEL_EXPORTER_OTLP_ENDPOINT`.
 fn tracer_provider(service: &'static str) -> Result<SdkTracerProvider, String> {
     let endpoint =
         std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_else(|_| OTLP_ENDPOINT.to_string());
-    let endpoint = match crate::http_url(&endpoint) {
-        Ok(endpoint) => endpoint,
-        Err(_) if !endpoint.contains("://") => {
-            let problem = "not a URL: it needs http:// before the host";
-            return Err(format!(
-                "OTEL_EXPORTER_OTLP_ENDPOINT={endpoint} is {problem} ({OTLP_ENDPOINT} for Jaeger here)"
-            ));
-        }
-        Err(problem) => return Err(format!("OTEL_EXPORTER_OTLP_ENDPOINT={endpoint} is {problem}")),
-    };
+    let endpoint = crate::http_url(&endpoint).map_err(|problem| {
+        let jaeger = format!("Jaeger here listens on {OTLP_ENDPOINT}");
+        format!("OTEL_EXPORTER_OTLP_ENDPOINT={endpoint} is {problem}; {jaeger}")
+    })?;
     // The variable names the collector; the path of traces is added here.
     let endpoint = endpoint.trim_end_matches("/v1/traces").to_string();
     let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -169,14 +154,8 @@ impl SpanExporter for ReportFailures {
         result
     }
 
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.exporter.shutdown_with_timeout(timeout)
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.exporter.force_flush()
-    }
-
+    // (The OTLP exporter has nothing to flush or shut down; it only needs
+    // the resource, which names the service.)
     fn set_resource(&mut self, resource: &Resource) {
         self.exporter.set_resource(resource);
     }
@@ -190,10 +169,10 @@ pub fn current_trace_id() -> Option<String> {
     span.is_sampled().then(|| span.trace_id().to_string())
 }
 
-/// The paths of health checks (and of registering again), of Prometheus's
-/// scrapes and of the event feeds the reports follow. They come every
-/// second or so for every service: traced, they would bury the requests of
-/// people in Jaeger, and logged, in the logs.
+/// Routine requests, which come every second or so for every service:
+/// traced, they would bury people's requests in Jaeger, and logged, in the
+/// logs: health checks, registering again, Prometheus's scrapes, and the
+/// event feeds the reports follow.
 const ROUTINE: [&str; 5] =
     ["/healthz", "/v1/status/leader", "/v1/agent/service/register", "/metrics", "/events"];
 
@@ -229,9 +208,7 @@ impl ShouldSample for SkipBookkeeping {
 
 /// A log line: time, level, the trace id when the line belongs to a
 /// request, then the message.
-struct WithTraceId {
-    ansi: bool,
-}
+struct WithTraceId;
 
 impl<S, N> FormatEvent<S, N> for WithTraceId
 where
@@ -252,7 +229,7 @@ where
             Level::INFO => "32",
             _ => "34",
         };
-        match self.ansi {
+        match writer.has_ansi_escapes() {
             true => write!(writer, " \x1b[{colour}m{level:>5}\x1b[0m ")?,
             false => write!(writer, " {level:>5} ")?,
         }
@@ -367,7 +344,7 @@ pub async fn trace_id_header(
     let trace_id = current_trace_id().and_then(|id| HeaderValue::from_str(&id).ok());
     let mut response = next.call(request).await?;
     if let Some(trace_id) = trace_id {
-        response.headers_mut().insert(TRACE_ID_HEADER, trace_id);
+        response.headers_mut().insert(HeaderName::from_static("x-trace-id"), trace_id);
     }
     Ok(response)
 }

@@ -474,7 +474,7 @@ async fn a_collector_url_without_http_is_refused_at_start() {
     assert!(
         said.last()
             .unwrap()
-            .contains("OTEL_EXPORTER_OTLP_ENDPOINT=127.0.0.1:4318 is not a URL: it needs http://"),
+            .contains("OTEL_EXPORTER_OTLP_ENDPOINT=127.0.0.1:4318 is not an http:// URL"),
         "{said:?}"
     );
     let status = tokio::time::timeout(PATIENCE, service2.wait()).await.unwrap().unwrap();
