@@ -11,7 +11,7 @@ use step10_cqrs_reporting::gateway::WORKSHOP_KEY;
 use tokio::process::Child;
 use tokio::sync::mpsc;
 
-use binary::{PATIENCE, free_port, free_ports, line_with, spawn};
+use binary::{PATIENCE, free_ports, lines_until, spawn, start_step};
 
 mod binary;
 
@@ -20,7 +20,8 @@ struct DataDir(PathBuf);
 
 impl DataDir {
     fn new(test: &str) -> DataDir {
-        DataDir(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{test}-{}", free_port())))
+        let folder = format!("{test}-{}", free_ports(1)[0]);
+        DataDir(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(folder))
     }
 
     fn env(&self) -> (&'static str, String) {
@@ -105,7 +106,7 @@ fn spawn_service(
 /// Starts a write service, ready once it has registered.
 async fn start_service(data: &DataDir, registry: &str, service: &str, port: u16) -> Child {
     let (process, mut lines) = spawn_service(data, registry, service, port, &[]);
-    line_with(&mut lines, "registered with the registry").await;
+    lines_until(&mut lines, "registered with the registry").await;
     process
 }
 
@@ -127,7 +128,7 @@ impl Services {
         let registry = format!("http://127.0.0.1:{registry_port}");
         let (registry_process, mut lines) =
             spawn(&["registry", "--port", &registry_port.to_string()], &[]);
-        line_with(&mut lines, "listening on").await;
+        lines_until(&mut lines, "listening on").await;
         let users_process = start_service(&data, &registry, "users", users_port).await;
         let accounts_process = start_service(&data, &registry, "accounts", accounts_port).await;
         // accounts asks users through the registry: ready once users passes.
@@ -280,7 +281,7 @@ async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
 #[actix_web::test]
 async fn the_report_of_the_workshop_scenario_has_the_name_state_and_balance() {
     let services = Services::start("scenario").await;
-    let port = free_port();
+    let port = free_ports(1)[0];
     let (_reports, _) = services.reports(port, &[]);
     let (users, accounts) = (&services.users, &services.accounts);
     let (status, user) =
@@ -319,7 +320,7 @@ async fn an_event_the_reports_cannot_read_stops_them_there_and_says_so() {
     let unreadable = r#"{"type": "user_deleted", "id": "ann"}"#;
     users_db.execute("INSERT INTO events (event) VALUES (?1)", [unreadable]).unwrap();
 
-    let port = free_port();
+    let port = free_ports(1)[0];
     let (_reports, _) = services.reports(port, &[]);
     let health = format!("http://127.0.0.1:{port}/healthz");
     let problem = "event 2 is not a users event the reports know (unknown variant `user_deleted`";
@@ -335,7 +336,7 @@ async fn an_event_the_reports_cannot_read_stops_them_there_and_says_so() {
 #[actix_web::test]
 async fn reports_stop_following_a_feed_whose_database_was_replaced() {
     let mut services = Services::start("new-history").await;
-    let port = free_port();
+    let port = free_ports(1)[0];
     let reports = format!("http://127.0.0.1:{port}");
     let (mut reports_process, _) = services.reports(port, &[]);
     services.create_user("ann", "Ann").await;
@@ -366,7 +367,7 @@ async fn reports_stop_following_a_feed_whose_database_was_replaced() {
 #[actix_web::test]
 async fn a_feed_replaced_before_any_of_its_events_was_applied_is_followed() {
     let mut services = Services::start("new-history-empty").await;
-    let port = free_port();
+    let port = free_ports(1)[0];
     let (_reports, _) = services.reports(port, &[]);
     let health = format!("http://127.0.0.1:{port}/healthz");
     wait_for_health(&health, 200, "applied events up to 0 of 0").await;
@@ -380,7 +381,7 @@ async fn a_feed_replaced_before_any_of_its_events_was_applied_is_followed() {
 #[actix_web::test]
 async fn reports_stopped_while_writes_happen_catch_up_with_nothing_lost() {
     let services = Services::start("catch-up").await;
-    let port = free_port();
+    let port = free_ports(1)[0];
     let report = format!("http://127.0.0.1:{port}/ann");
     let (mut reports, _) = services.reports(port, &[]);
     services.create_user("ann", "Ann").await;
@@ -411,10 +412,10 @@ async fn reports_killed_in_the_middle_of_a_batch_apply_every_event_exactly_once(
         call("PATCH", &format!("{accounts}/ann-1"), json!({ "balance": balance })).await;
     }
     // Slowed down, in pages of 50: killed while it applies the first page.
-    let port = free_port();
+    let port = free_ports(1)[0];
     let slow = [("REPORTS_BATCH", "50".to_string()), ("REPORTS_APPLY_PAUSE", "20ms".to_string())];
     let (mut reports, mut lines) = services.reports(port, &slow);
-    line_with(&mut lines, "applying 50 events of the accounts feed, after event 0").await;
+    lines_until(&mut lines, "applying 50 events of the accounts feed, after event 0").await;
     reports.start_kill().unwrap();
     reports.wait().await.unwrap();
 
@@ -427,20 +428,7 @@ async fn reports_killed_in_the_middle_of_a_batch_apply_every_event_exactly_once(
 
 #[actix_web::test]
 async fn the_demo_plays_the_scenario_through_the_gateway_of_the_running_step() {
-    let data = DataDir::new("demo");
-    let ports = free_ports(7);
-    let env = [
-        data.env(),
-        ("REGISTRY_PORT", ports[0].to_string()),
-        ("REGISTRY_URL", format!("http://127.0.0.1:{}", ports[0])),
-        ("GATEWAY_PORT", ports[1].to_string()),
-        ("SERVICE1_PORT", ports[2].to_string()),
-        ("SERVICE2_PORT", ports[3].to_string()),
-        ("USERS_PORT", ports[4].to_string()),
-        ("ACCOUNTS_PORT", ports[5].to_string()),
-        ("REPORTS_PORT", ports[6].to_string()),
-    ];
-    let (_step, _) = spawn(&[], &env);
+    let (_step, ports) = start_step(&[]).await;
     let gateway = format!("http://127.0.0.1:{}", ports[1]);
     // Ready when the gateway finds the three services.
     for service in ["users", "accounts", "reports"] {

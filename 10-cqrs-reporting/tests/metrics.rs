@@ -9,59 +9,28 @@ use serde_json::Value;
 use step10_cqrs_reporting::gateway::WORKSHOP_KEY;
 use tokio::process::Child;
 
-use binary::{PATIENCE, free_port, free_ports, line_with, spawn};
+use binary::{PATIENCE, free_ports, lines_until, spawn, start_step};
 
 mod binary;
 
-/// The whole step, run by the launcher on free ports, service1 without its
-/// random delay and circuits that open for one second.
-struct Step {
-    _launcher: Child,
-    registry: String,
-    gateway: String,
+/// The whole step, service1 without its random delay and circuits that open
+/// for one second; the registry's and the gateway's URLs.
+async fn start() -> (Child, String, String) {
+    let env = [("SERVICE1_RANDOM_DELAY", "0s".into()), ("BREAKER_OPEN_FOR", "1s".into())];
+    let (launcher, ports) = start_step(&env).await;
+    let [registry, gateway] = [ports[0], ports[1]].map(|port| format!("http://127.0.0.1:{port}"));
+    (launcher, registry, gateway)
 }
 
-impl Step {
-    async fn start() -> Step {
-        let ports = free_ports(7);
-        let env = [
-            ("USERS_PORT", ports[4].to_string()),
-            ("ACCOUNTS_PORT", ports[5].to_string()),
-            ("REPORTS_PORT", ports[6].to_string()),
-            ("REGISTRY_PORT", ports[0].to_string()),
-            ("REGISTRY_URL", format!("http://127.0.0.1:{}", ports[0])),
-            ("GATEWAY_PORT", ports[1].to_string()),
-            ("SERVICE1_PORT", ports[2].to_string()),
-            ("SERVICE2_PORT", ports[3].to_string()),
-            ("SERVICE1_RANDOM_DELAY", "0s".to_string()),
-            ("BREAKER_OPEN_FOR", "1s".to_string()),
-        ];
-        let (launcher, _) = spawn(&[], &env);
-        let step = Step {
-            _launcher: launcher,
-            registry: format!("http://127.0.0.1:{}", ports[0]),
-            gateway: format!("http://127.0.0.1:{}", ports[1]),
-        };
-        // Ready when a call through the gateway reaches service2.
-        let deadline = Instant::now() + PATIENCE;
-        while step.get("/api/service1/").await != StatusCode::OK {
-            assert!(Instant::now() < deadline, "the step never answered through the gateway");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+/// GETs `path` from the gateway, with the key; the status it answered.
+async fn get(gateway: &str, path: &str) -> StatusCode {
+    let request = awc::Client::default().get(format!("{gateway}{path}")).bearer_auth(WORKSHOP_KEY);
+    match request.send().await {
+        Ok(mut response) => {
+            let _ = response.body().await;
+            response.status()
         }
-        step
-    }
-
-    /// GETs `path` from the gateway, with the key; the status it answered.
-    async fn get(&self, path: &str) -> StatusCode {
-        let request =
-            awc::Client::default().get(format!("{}{path}", self.gateway)).bearer_auth(WORKSHOP_KEY);
-        match request.send().await {
-            Ok(mut response) => {
-                let _ = response.body().await;
-                response.status()
-            }
-            Err(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -102,13 +71,9 @@ fn parse(line: &str) -> Sample {
 
 /// The value of the sample of `name` with (at least) `labels`, or 0.
 fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
-    let matches = |sample: &&Sample| {
-        sample.name == name
-            && labels
-                .iter()
-                .all(|(key, value)| sample.labels.get(*key).map(String::as_str) == Some(*value))
-    };
-    samples.iter().find(matches).map_or(0.0, |sample| sample.value)
+    let has = |s: &Sample| labels.iter().all(|(k, v)| s.labels.get(*k).is_some_and(|l| l == v));
+    let found = samples.iter().find(|sample| sample.name == name && has(sample));
+    found.map_or(0.0, |sample| sample.value)
 }
 
 /// Scrapes `url` until `done` holds, and returns what it read.
@@ -126,12 +91,12 @@ async fn scrape_until(url: &str, done: impl Fn(&[Sample]) -> bool) -> Vec<Sample
 
 #[actix_web::test]
 async fn a_service_counts_its_requests_by_route_pattern_method_and_status() {
-    let port = free_port();
-    let registry_url = format!("http://127.0.0.1:{}", free_port()); // no registry: it only logs so
+    let ports = free_ports(2);
+    let registry_url = format!("http://127.0.0.1:{}", ports[1]); // no registry: it only logs so
     let (_service2, mut lines) =
-        spawn(&["service2", "--port", &port.to_string()], &[("REGISTRY_URL", registry_url)]);
-    line_with(&mut lines, "listening on").await;
-    let url = format!("http://127.0.0.1:{port}");
+        spawn(&["service2", "--port", &ports[0].to_string()], &[("REGISTRY_URL", registry_url)]);
+    lines_until(&mut lines, "listening on").await;
+    let url = format!("http://127.0.0.1:{}", ports[0]);
     let client = awc::Client::default();
     for path in ["/a", "/b/c", "/?fail=true"] {
         client.get(format!("{url}{path}")).send().await.unwrap();
@@ -147,12 +112,8 @@ async fn a_service_counts_its_requests_by_route_pattern_method_and_status() {
     assert_eq!(requests("GET", "500"), 1.0);
     assert_eq!(requests("POST", "405"), 1.0);
     // The pattern, never the path: no label holds "/a" or "/b/c".
-    let routes: Vec<&str> =
-        samples.iter().filter_map(|s| s.labels.get("route")).map(String::as_str).collect();
-    assert!(
-        routes.iter().all(|route| !route.starts_with("/a") && !route.starts_with("/b")),
-        "{routes:?}"
-    );
+    let routes: Vec<_> = samples.iter().filter_map(|s| s.labels.get("route")).collect();
+    assert!(routes.iter().all(|r| !r.starts_with("/a") && !r.starts_with("/b")), "{routes:?}");
     // Every request timed, in the histogram's buckets.
     let timed = [any, ("method", "GET")];
     assert_eq!(value(&samples, "http_request_duration_seconds_count", &timed), 3.0);
@@ -168,12 +129,12 @@ async fn a_service_counts_its_requests_by_route_pattern_method_and_status() {
 
 #[actix_web::test]
 async fn the_gateway_counts_proxied_calls_under_one_route_and_by_outcome() {
-    let step = Step::start().await;
-    assert_eq!(step.get("/api/service2/x").await, StatusCode::OK);
-    assert_eq!(step.get("/api/service2/y/z").await, StatusCode::OK);
-    assert_eq!(step.get("/api/service2/?fail=true").await, StatusCode::INTERNAL_SERVER_ERROR);
+    let (_step, _, gateway) = start().await;
+    assert_eq!(get(&gateway, "/api/service2/x").await, StatusCode::OK);
+    assert_eq!(get(&gateway, "/api/service2/y/z").await, StatusCode::OK);
+    assert_eq!(get(&gateway, "/api/service2/?fail=true").await, StatusCode::INTERNAL_SERVER_ERROR);
 
-    let samples = scrape(&step.gateway).await;
+    let samples = scrape(&gateway).await;
     let proxied = ("route", "/api/{service}/{path}");
     let requests = |status| value(&samples, "http_requests_total", &[proxied, ("status", status)]);
     assert!(requests("200") >= 2.0); // and those of the start, to service1
@@ -190,23 +151,15 @@ async fn the_gateway_counts_proxied_calls_under_one_route_and_by_outcome() {
     let timed = [("upstream", "service2")];
     assert_eq!(value(&samples, "upstream_request_duration_seconds_count", &timed), 3.0);
     // Registry lookups are calls too.
-    assert!(calls_to(&samples, "registry") >= 1.0);
+    assert!(value(&samples, "upstream_requests_total", &[("upstream", "registry")]) >= 1.0);
 
     // A service's metrics are for Prometheus, not passed on to clients.
-    assert_eq!(step.get("/api/service2/metrics").await, StatusCode::NOT_FOUND);
-}
-
-fn calls_to(samples: &[Sample], upstream: &str) -> f64 {
-    samples
-        .iter()
-        .filter(|s| s.name == "upstream_requests_total" && s.labels["upstream"] == upstream)
-        .map(|s| s.value)
-        .sum()
+    assert_eq!(get(&gateway, "/api/service2/metrics").await, StatusCode::NOT_FOUND);
 }
 
 #[actix_web::test]
 async fn the_breaker_gauge_follows_the_circuit() {
-    let step = Step::start().await;
+    let (_step, _, gateway) = start().await;
     let state = |samples: &[Sample], state| {
         value(samples, "circuit_breaker_state", &[("upstream", "service2"), ("state", state)])
     };
@@ -215,20 +168,23 @@ async fn the_breaker_gauge_follows_the_circuit() {
     };
     // Three failures in a row open the gateway's circuit for service2.
     for _ in 0..3 {
-        assert_eq!(step.get("/api/service2/?fail=true").await, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            get(&gateway, "/api/service2/?fail=true").await,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
-    assert_eq!(step.get("/api/service2/").await, StatusCode::SERVICE_UNAVAILABLE);
-    let samples = scrape(&step.gateway).await;
+    assert_eq!(get(&gateway, "/api/service2/").await, StatusCode::SERVICE_UNAVAILABLE);
+    let samples = scrape(&gateway).await;
     assert_eq!((state(&samples, "open"), state(&samples, "closed")), (1.0, 0.0));
     assert_eq!(transitions(&samples, "open"), 1.0);
 
     // After the pause (1 s), a trial call succeeds and closes it again.
     let deadline = Instant::now() + PATIENCE;
-    while step.get("/api/service2/").await != StatusCode::OK {
+    while get(&gateway, "/api/service2/").await != StatusCode::OK {
         assert!(Instant::now() < deadline, "the circuit never closed again");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let samples = scrape(&step.gateway).await;
+    let samples = scrape(&gateway).await;
     assert_eq!((state(&samples, "open"), state(&samples, "closed")), (0.0, 1.0));
     assert_eq!(state(&samples, "half_open"), 0.0);
     assert_eq!(transitions(&samples, "half_open"), 1.0);
@@ -236,42 +192,11 @@ async fn the_breaker_gauge_follows_the_circuit() {
 }
 
 #[actix_web::test]
-async fn the_registry_counts_instances_by_status_and_the_checks_it_ran() {
-    let step = Step::start().await;
-    let instances = |samples: &[Sample], status| {
-        value(samples, "registry_instances", &[("service_name", "service2"), ("status", status)])
-    };
-    let samples = scrape(&step.registry).await;
-    assert_eq!(instances(&samples, "passing"), 1.0);
-    let checks = [("service_name", "service2"), ("status", "passing")];
-    assert!(value(&samples, "registry_checks_total", &checks) >= 1.0);
-
-    // A second service2, of the test's own: once it passes its check, then
-    // killed, its check fails, and the registry counts it critical.
-    let port = free_port().to_string();
-    let (mut second, mut lines) = spawn(
-        &["service2", "--port", &port, "--check-interval", "200ms"],
-        &[("REGISTRY_URL", step.registry.clone())],
-    );
-    line_with(&mut lines, "registered with the registry").await;
-    scrape_until(&step.registry, |samples| instances(samples, "passing") == 2.0).await;
-    second.kill().await.unwrap();
-    let samples =
-        scrape_until(&step.registry, |samples| instances(samples, "critical") == 1.0).await;
-    assert_eq!(instances(&samples, "passing"), 1.0);
-    let failed = [("service_name", "service2"), ("status", "critical")];
-    assert!(value(&samples, "registry_checks_total", &failed) >= 1.0);
-}
-
-#[actix_web::test]
-async fn prometheus_finds_every_service_and_the_registry_in_the_registry() {
-    let step = Step::start().await;
-    let mut response = awc::Client::default()
-        .get(format!("{}/prometheus/targets", step.registry))
-        .send()
-        .await
-        .unwrap();
-    let groups: Value = response.json().await.unwrap();
+async fn the_registry_lists_every_service_for_prometheus_and_counts_them_by_status() {
+    let (_step, registry, _) = start().await;
+    // Prometheus's service discovery: every service, and the registry itself.
+    let url = format!("{registry}/prometheus/targets");
+    let groups: Value = awc::Client::default().get(url).send().await.unwrap().json().await.unwrap();
     let services: Vec<&str> = groups
         .as_array()
         .unwrap()
@@ -282,5 +207,28 @@ async fn prometheus_finds_every_service_and_the_registry_in_the_registry() {
         services,
         ["registry", "accounts", "gateway", "reports", "service1", "service2", "users"]
     );
-    assert_eq!(groups[0]["targets"][0], step.registry.trim_start_matches("http://"));
+    assert_eq!(groups[0]["targets"][0], registry.trim_start_matches("http://"));
+
+    let instances = |samples: &[Sample], status| {
+        value(samples, "registry_instances", &[("service_name", "service2"), ("status", status)])
+    };
+    let samples = scrape(&registry).await;
+    assert_eq!(instances(&samples, "passing"), 1.0);
+    let checks = [("service_name", "service2"), ("status", "passing")];
+    assert!(value(&samples, "registry_checks_total", &checks) >= 1.0);
+
+    // A second service2, of the test's own: once it passes its check, then
+    // killed, its check fails, and the registry counts it critical.
+    let port = free_ports(1)[0].to_string();
+    let (mut second, mut lines) = spawn(
+        &["service2", "--port", &port, "--check-interval", "200ms"],
+        &[("REGISTRY_URL", registry.clone())],
+    );
+    lines_until(&mut lines, "registered with the registry").await;
+    scrape_until(&registry, |samples| instances(samples, "passing") == 2.0).await;
+    second.kill().await.unwrap();
+    let samples = scrape_until(&registry, |samples| instances(samples, "critical") == 1.0).await;
+    assert_eq!(instances(&samples, "passing"), 1.0);
+    let failed = [("service_name", "service2"), ("status", "critical")];
+    assert!(value(&samples, "registry_checks_total", &failed) >= 1.0);
 }

@@ -1,25 +1,22 @@
-//! The step's binary, run by the tests that need each service in a process
-//! of its own (metrics.rs, prometheus.rs, cqrs.rs).
+//! The step's binary, run by the tests that need its services in processes
+//! of their own, as a learner runs them.
 
 #![allow(dead_code)] // each test file uses some of it
 
 use std::net::TcpListener;
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
-use std::time::Duration;
-
+use actix_web::http::StatusCode;
+use step10_cqrs_reporting::gateway::WORKSHOP_KEY;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-/// The longest any test waits for something to happen.
-pub const PATIENCE: Duration = Duration::from_secs(30);
-
 const PROGRAM: &str = env!("CARGO_BIN_EXE_step10-cqrs-reporting");
 
-pub fn free_port() -> u16 {
-    free_ports(1)[0]
-}
+/// The longest any test waits for something to happen.
+pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// `n` ports free a moment ago, all different: each is held until all are
 /// chosen.
@@ -29,15 +26,14 @@ pub fn free_ports(n: usize) -> Vec<u16> {
     held.iter().map(|listener| listener.local_addr().unwrap().port()).collect()
 }
 
-/// Runs the step's binary with `args` and `env`, without tracing; its
-/// output in lines.
+/// Runs the step's binary with `args` and `env`; its output in lines. Its
+/// spans go nowhere (never to a learner's Jaeger) unless `env` says where.
 pub fn spawn(args: &[&str], env: &[(&str, String)]) -> (Child, mpsc::UnboundedReceiver<String>) {
     let mut command = Command::new(PROGRAM);
     command
         .args(args)
         .env_remove("BIND_HOST")
         .env("OTEL_SDK_DISABLED", "true")
-        .env("DATA_DIR", env!("CARGO_TARGET_TMPDIR"))
         .envs(env.iter().cloned())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -61,16 +57,51 @@ pub fn spawn(args: &[&str], env: &[(&str, String)]) -> (Child, mpsc::UnboundedRe
     (process, lines)
 }
 
-/// Waits for a line that contains `text`, and returns it.
-pub async fn line_with(lines: &mut mpsc::UnboundedReceiver<String>, text: &str) -> String {
+/// Waits for a line that contains `text`; every line read on the way.
+pub async fn lines_until(lines: &mut mpsc::UnboundedReceiver<String>, text: &str) -> Vec<String> {
+    let mut seen = Vec::new();
     let found = tokio::time::timeout(PATIENCE, async {
         while let Some(line) = lines.recv().await {
+            seen.push(line.clone());
             if line.contains(text) {
-                return Some(line);
+                return true;
             }
         }
-        None
+        false
     })
     .await;
-    found.ok().flatten().unwrap_or_else(|| panic!("no line with {text:?}"))
+    assert!(found == Ok(true), "no line with {text:?} in:\n{}", seen.join("\n"));
+    seen
+}
+
+/// The whole step, run by the launcher on free ports (the registry's, the
+/// gateway's, service1's, service2's, users', accounts' and reports') with
+/// an empty data folder and `env` besides; ready once a call through the
+/// gateway reaches service2.
+pub async fn start_step(env: &[(&str, String)]) -> (Child, Vec<u16>) {
+    let ports = free_ports(7);
+    let data_dir = format!("{}/step-{}", env!("CARGO_TARGET_TMPDIR"), ports[0]);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let step_env = [
+        ("REGISTRY_PORT", ports[0].to_string()),
+        ("REGISTRY_URL", format!("http://127.0.0.1:{}", ports[0])),
+        ("GATEWAY_PORT", ports[1].to_string()),
+        ("SERVICE1_PORT", ports[2].to_string()),
+        ("SERVICE2_PORT", ports[3].to_string()),
+        ("USERS_PORT", ports[4].to_string()),
+        ("ACCOUNTS_PORT", ports[5].to_string()),
+        ("REPORTS_PORT", ports[6].to_string()),
+        ("DATA_DIR", data_dir),
+    ];
+    let (launcher, _) = spawn(&[], &[&step_env[..], env].concat());
+    let url = format!("http://127.0.0.1:{}/api/service1/", ports[1]);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let answer = awc::Client::default().get(&url).bearer_auth(WORKSHOP_KEY).send().await;
+        if answer.is_ok_and(|answer| answer.status() == StatusCode::OK) {
+            return (launcher, ports);
+        }
+        assert!(Instant::now() < deadline, "the step never answered through the gateway");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
