@@ -25,6 +25,13 @@ struct Running {
     seen: Vec<String>,
 }
 
+/// A number no other run of this test binary has.
+fn next_run() -> String {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{run}", std::process::id())
+}
+
 impl Running {
     fn start(args: &[&str], env: &[(&str, String)]) -> Running {
         let mut command = Command::new(PROGRAM);
@@ -34,7 +41,8 @@ impl Running {
             // Not a learner's Jaeger: its spans go nowhere (tests/tracing.rs
             // checks what they hold).
             .env("OTEL_SDK_DISABLED", "true")
-            .env("DATA_DIR", env!("CARGO_TARGET_TMPDIR"))
+            // A data folder of its own: runs of the step go on at once.
+            .env("DATA_DIR", format!("{}/launcher-{}", env!("CARGO_TARGET_TMPDIR"), next_run()))
             .envs(env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
