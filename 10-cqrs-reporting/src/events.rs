@@ -183,9 +183,9 @@ impl TryFrom<String> for Id {
             && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         match fits && id != "events" {
             true => Ok(Id(id)),
-            false => {
-                Err(format!("an id is 1 to 64 letters, digits, - or _, not events; not {id:?}"))
-            }
+            false => Err(format!(
+                "an id is 1 to 64 letters, digits, - or _ (and not `events`, the feed's path); not {id:?}"
+            )),
         }
     }
 }
@@ -237,9 +237,11 @@ pub async fn feed(
 ) -> Result<web::Json<Page<serde_json::Value>>, Problem> {
     let FeedQuery { after, limit, wait } = query.into_inner();
     let wait = humantime::parse_duration(wait.as_deref().unwrap_or("0s")).ok();
-    let Some(wait) = wait.filter(|wait| *wait <= Duration::from_secs(60) && after >= 0) else {
-        let detail = "after is 0 or more; wait is at most 60s, such as 10s";
-        return Err(Problem::new(StatusCode::BAD_REQUEST, detail));
+    if after < 0 {
+        return Err(Problem::new(StatusCode::BAD_REQUEST, "after is 0 or more"));
+    }
+    let Some(wait) = wait.filter(|wait| *wait <= Duration::from_secs(60)) else {
+        return Err(Problem::new(StatusCode::BAD_REQUEST, "wait is at most 60s, such as 10s"));
     };
     if !(1..=1000).contains(&limit) {
         return Err(Problem::new(StatusCode::BAD_REQUEST, "limit is 1 to 1000 events"));

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::BoxBody;
 use actix_web::dev::Server;
+use actix_web::error::JsonPayloadError;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode, Uri};
 use actix_web::{
@@ -353,7 +354,12 @@ pub async fn only_get(request: HttpRequest) -> Problem {
 /// the wrong type or out of range) is the detail of a 400 problem.
 pub fn json_config() -> web::JsonConfig {
     web::JsonConfig::default().limit(64 * 1024).error_handler(|error, _| {
-        let detail = format!("{error}; send a JSON body, with Content-Type: application/json");
+        let detail = match error {
+            JsonPayloadError::ContentType => {
+                format!("{error}; send a JSON body, with Content-Type: application/json")
+            }
+            _ => error.to_string(),
+        };
         Problem::new(error.status_code(), detail).into()
     })
 }

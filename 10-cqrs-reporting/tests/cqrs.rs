@@ -238,7 +238,7 @@ async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
         ("POST", &new_user, json, r#"{"id": "bo", "name": "Bo", "age": 3}"#, 400, "unknown field `age`"),
         ("POST", &new_user, None, r#"{"id": "bo", "name": "Bo"}"#, 400, "Content-Type: application/json"),
         ("POST", &new_user, json, r#"{"id": "b o", "name": "Bo"}"#, 400, "1 to 64 letters"),
-        ("POST", &new_user, json, r#"{"id": "events", "name": "Bo"}"#, 400, "not events"),
+        ("POST", &new_user, json, r#"{"id": "events", "name": "Bo"}"#, 400, "not `events`"),
         ("POST", &new_user, json, r#"{"id": "bo", "name": "  "}"#, 400, "1 to 100 characters"),
         ("POST", &new_user, json, r#"{"id": "bo", "name": "Bo", "state": "asleep"}"#, 400, "unknown variant `asleep`"),
         ("POST", &new_user, json, r#"{"id": "ann", "name": "Another Ann"}"#, 409, "exists already"),
