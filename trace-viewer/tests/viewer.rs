@@ -1,0 +1,281 @@
+//! The viewer as a learner meets it: step 08's real binary sends it spans,
+//! and its page shows the trace; broken bodies are refused; memory is bounded.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::web::Data;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as OtlpSpan};
+use prost::Message;
+use trace_viewer::store::{MAX_SPANS, Span, Store};
+
+/// The longest any test waits for something to happen.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+struct Viewer {
+    otlp_url: String,
+    page_url: String,
+    store: Data<Mutex<Store>>,
+}
+
+/// The viewer, in this process, on free ports.
+fn start_viewer(keep: usize) -> Viewer {
+    let (otlp, page) =
+        (TcpListener::bind("127.0.0.1:0").unwrap(), TcpListener::bind("127.0.0.1:0").unwrap());
+    let otlp_url = format!("http://{}", otlp.local_addr().unwrap());
+    let page_url = format!("http://{}/", page.local_addr().unwrap());
+    let store = Data::new(Mutex::new(Store::new(keep)));
+    let (receiver, page) = trace_viewer::servers(otlp, page, store.clone()).unwrap();
+    actix_web::rt::spawn(receiver);
+    actix_web::rt::spawn(page);
+    Viewer { otlp_url, page_url, store }
+}
+
+impl Viewer {
+    /// Waits until the spans of `trace_id` satisfy `done`, and returns them.
+    async fn trace(&self, trace_id: &str, done: impl Fn(&[Span]) -> bool) -> Vec<Span> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let spans = {
+                let store = self.store.lock().unwrap();
+                let trace = store.newest_first().find(|trace| trace.id == trace_id);
+                trace.map(|trace| trace.spans.clone()).unwrap_or_default()
+            };
+            if done(&spans) {
+                return spans;
+            }
+            assert!(Instant::now() < deadline, "trace {trace_id} never arrived whole: {spans:#?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn page(&self) -> String {
+        let mut response = awc::Client::default().get(&self.page_url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        String::from_utf8(response.body().await.unwrap().to_vec()).unwrap()
+    }
+
+    async fn post(&self, content_type: &str, body: Vec<u8>) -> (StatusCode, String) {
+        let url = format!("{}/v1/traces", self.otlp_url);
+        let request = awc::Client::default().post(url).content_type(content_type);
+        let mut response = request.send_body(body).await.unwrap();
+        let body = response.body().await.unwrap();
+        (response.status(), String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+/// Step 08's binary, built if it is not.
+fn step08_binary() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or(root.join("target"), PathBuf::from);
+    let binary =
+        target.join("debug").join(format!("step08-tracing{}", std::env::consts::EXE_SUFFIX));
+    if !binary.exists() {
+        let built = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "step08-tracing"])
+            .current_dir(&root)
+            .status()
+            .unwrap();
+        assert!(built.success(), "cannot build step 08");
+    }
+    binary
+}
+
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> =
+        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    held.iter().map(|listener| listener.local_addr().unwrap().port()).collect()
+}
+
+/// GETs the gateway's /api/service1/; the status and the trace id answered.
+async fn through_gateway(gateway: &str) -> Option<(StatusCode, String)> {
+    let request =
+        awc::Client::default().get(format!("{gateway}/api/service1/")).bearer_auth("workshop-key");
+    let response = request.send().await.ok()?;
+    let trace_id = response.headers().get("x-trace-id")?.to_str().ok()?.to_string();
+    Some((response.status(), trace_id))
+}
+
+#[actix_web::test]
+async fn a_request_through_step_08_is_one_trace_on_the_page() {
+    let viewer = start_viewer(100);
+    let ports = free_ports(4);
+    let mut step = tokio::process::Command::new(step08_binary())
+        .env_remove("BIND_HOST")
+        .env("REGISTRY_PORT", ports[0].to_string())
+        .env("REGISTRY_URL", format!("http://127.0.0.1:{}", ports[0]))
+        .env("GATEWAY_PORT", ports[1].to_string())
+        .env("SERVICE1_PORT", ports[2].to_string())
+        .env("SERVICE2_PORT", ports[3].to_string())
+        .env("OTEL_SDK_DISABLED", "false")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &viewer.otlp_url)
+        // Batches every 50 ms instead of every 5 s.
+        .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let gateway = format!("http://127.0.0.1:{}", ports[1]);
+
+    // Ready once a call through the gateway reaches service2.
+    let deadline = Instant::now() + PATIENCE;
+    while !matches!(through_gateway(&gateway).await, Some((StatusCode::OK, _))) {
+        assert!(Instant::now() < deadline, "step 08 never answered through the gateway");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, trace_id) = through_gateway(&gateway).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+
+    let of = |spans: &[Span], service: &str| -> Vec<Span> {
+        spans.iter().filter(|span| span.service == service).cloned().collect()
+    };
+    let spans = viewer
+        .trace(&trace_id, |spans| {
+            of(spans, "service2").len() == 2
+                && of(spans, "gateway").iter().any(|span| span.parent_span_id.is_empty())
+                && of(spans, "service1").iter().any(|span| span.name == "GET /{any:.*}")
+        })
+        .await;
+    let child_of = |parent: &Span, service: &str, name: &str| -> Vec<Span> {
+        let children = spans.iter().filter(|span| span.parent_span_id == parent.span_id);
+        children.filter(|span| span.service == service && span.name == name).cloned().collect()
+    };
+
+    // gateway's request -> its call -> service1's request -> two calls ->
+    // one service2 request under each.
+    let root = of(&spans, "gateway").into_iter().find(|span| span.parent_span_id.is_empty());
+    let root = root.expect("the gateway's span is the root");
+    assert_eq!(root.name, "GET /api/service1");
+    let call = &child_of(&root, "gateway", "GET service1")[..];
+    assert_eq!(call.len(), 1, "{spans:#?}");
+    let service1 = &child_of(&call[0], "service1", "GET /{any:.*}")[..];
+    assert_eq!(service1.len(), 1, "{spans:#?}");
+    let calls = child_of(&service1[0], "service1", "GET service2");
+    assert_eq!(calls.len(), 2, "{spans:#?}");
+    for call in &calls {
+        assert_eq!(child_of(call, "service2", "GET /{any:.*}").len(), 1, "{spans:#?}");
+    }
+    // The breaker's decision is an event of service1's span.
+    let events: Vec<&str> = service1[0].events.iter().map(|(_, event)| event.as_str()).collect();
+    assert!(events.iter().any(|event| event.contains("lets the call through")), "{events:?}");
+
+    let page = viewer.page().await;
+    assert!(page.contains(&format!("<pre id=\"{trace_id}\">trace {trace_id}: ")), "{page}");
+    assert!(page.contains("gateway → service1: "), "{page}");
+    assert!(page.contains("service1 → service2: "), "{page}");
+    assert!(page.contains("GET /{any:.*}"), "{page}");
+
+    step.start_kill().unwrap();
+    step.wait().await.unwrap();
+}
+
+/// An export of one span per trace id in `trace_ids`, from `service`.
+fn export(service: &str, trace_ids: &[[u8; 16]], spans_per_trace: usize) -> Vec<u8> {
+    let spans = trace_ids.iter().flat_map(|trace_id| {
+        (0..spans_per_trace).map(move |n| OtlpSpan {
+            trace_id: trace_id.to_vec(),
+            span_id: (n as u64 + 1).to_be_bytes().to_vec(),
+            name: format!("GET /{n} <b>"),
+            start_time_unix_nano: 1_000_000,
+            end_time_unix_nano: 2_000_000,
+            ..OtlpSpan::default()
+        })
+    });
+    let name = AnyValue { value: Some(any_value::Value::StringValue(service.into())) };
+    let resource = Resource {
+        attributes: vec![KeyValue {
+            key: "service.name".into(),
+            value: Some(name),
+            ..KeyValue::default()
+        }],
+        ..Resource::default()
+    };
+    let scope = ScopeSpans { spans: spans.collect(), ..ScopeSpans::default() };
+    let resource_spans = ResourceSpans {
+        resource: Some(resource),
+        scope_spans: vec![scope],
+        ..ResourceSpans::default()
+    };
+    ExportTraceServiceRequest { resource_spans: vec![resource_spans] }.encode_to_vec()
+}
+
+const PROTOBUF: &str = "application/x-protobuf";
+
+#[actix_web::test]
+async fn a_broken_body_is_refused_and_the_viewer_keeps_receiving() {
+    let viewer = start_viewer(100);
+
+    let (status, body) = viewer.post(PROTOBUF, b"\xff\xff\xff not protobuf".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("not an OTLP ExportTraceServiceRequest"), "{body}");
+
+    let (status, body) = viewer.post("application/json", b"{\"resourceSpans\":[]}".to_vec()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(body.contains("OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"), "{body}");
+
+    let (status, _) = viewer.post(PROTOBUF, vec![0; trace_viewer::otlp::MAX_BODY + 1]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Still receiving: the next export is kept and shown, escaped.
+    let (status, _) = viewer.post(PROTOBUF, export("service<9>", &[[7; 16]], 1)).await;
+    assert_eq!(status, StatusCode::OK);
+    let page = viewer.page().await;
+    assert!(page.contains(&format!("trace {}: 1 spans", "07".repeat(16))), "{page}");
+    assert!(page.contains("service&lt;9&gt;") && page.contains("GET /0 &lt;b&gt;"), "{page}");
+    assert!(!page.contains("<b>"), "{page}");
+}
+
+#[actix_web::test]
+async fn only_the_last_traces_are_kept_and_only_so_many_spans_each() {
+    let viewer = start_viewer(3);
+    let trace_ids: Vec<[u8; 16]> = (1..=5).map(|n| [n; 16]).collect();
+    for trace_id in &trace_ids {
+        let (status, _) = viewer.post(PROTOBUF, export("service1", &[*trace_id], 2)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let kept: Vec<String> = {
+        let store = viewer.store.lock().unwrap();
+        store.newest_first().map(|trace| trace.id.clone()).collect()
+    };
+    let hex = |n: u8| format!("{n:02x}").repeat(16);
+    assert_eq!(kept, [hex(5), hex(4), hex(3)]);
+    let page = viewer.page().await;
+    assert!(!page.contains(&hex(1)) && !page.contains(&hex(2)), "{page}");
+    let (newest, oldest) = (page.find(&hex(5)).unwrap(), page.find(&hex(3)).unwrap());
+    assert!(newest < oldest, "newest first: {page}");
+
+    // One trace with more spans than a trace keeps.
+    let (status, _) = viewer.post(PROTOBUF, export("service2", &[[9; 16]], MAX_SPANS + 10)).await;
+    assert_eq!(status, StatusCode::OK);
+    let store = viewer.store.lock().unwrap();
+    let trace = store.newest_first().next().unwrap();
+    assert_eq!((trace.spans.len(), trace.dropped), (MAX_SPANS, 10));
+    assert_eq!(store.newest_first().count(), 3);
+}
+
+#[test]
+fn a_port_in_use_says_what_to_do() {
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port().to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_trace-viewer"))
+        .args(["--otlp-port", &port, "--ui-port", &free_ports(1)[0].to_string()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains(&format!("127.0.0.1:{port} (OTLP): the port is already in use")),
+        "{said}"
+    );
+    assert!(said.contains("Is Jaeger, or another trace-viewer, still running?"), "{said}");
+    assert!(said.contains("--otlp-port <N>"), "{said}");
+}
