@@ -35,10 +35,14 @@ struct Options {
 
 fn main() -> ExitCode {
     let options = Options::parse();
-    let bound = listen("OTLP", options.otlp_port, "--otlp-port <N> (or TRACE_VIEWER_OTLP_PORT=<N>), \
-                        and send the step's spans there: OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:<N>")
-        .and_then(|otlp| Ok((otlp, listen("page", options.ui_port, "--ui-port <N> (or TRACE_VIEWER_UI_PORT=<N>)")?)));
-    let (otlp, page) = match bound {
+    let otlp_instead = concat!(
+        "--otlp-port <N> (or TRACE_VIEWER_OTLP_PORT=<N>), and send the step's spans there: ",
+        "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:<N>"
+    );
+    let listeners = listen("OTLP", options.otlp_port, otlp_instead).and_then(|otlp| {
+        Ok((otlp, listen("page", options.ui_port, "--ui-port <N> (or TRACE_VIEWER_UI_PORT=<N>)")?))
+    });
+    let (otlp, page) = match listeners {
         Ok(listeners) => listeners,
         Err(message) => {
             eprintln!("{message}");
@@ -54,17 +58,19 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let (port, quiet) = (options.otlp_port, humantime::format_duration(options.quiet));
+        println!("trace-viewer receiving OTLP/HTTP (protobuf) on http://127.0.0.1:{port}/v1/traces");
         println!(
-            "trace-viewer receiving OTLP/HTTP (protobuf) on http://127.0.0.1:{}/v1/traces\n\
-             trace-viewer listening on http://127.0.0.1:{}: the last {} traces, at most {MAX_SPANS} spans each\n\
-             Steps 08-10 send their spans to http://127.0.0.1:4318 already: run one in another terminal \
-             and make a request through its gateway.\n\
-             Each trace is printed here once no span of it came for {}.",
-            options.otlp_port,
-            options.ui_port,
-            options.keep,
-            humantime::format_duration(options.quiet),
+            "trace-viewer listening on http://127.0.0.1:{}: the last {} traces, at most {MAX_SPANS} spans each",
+            options.ui_port, options.keep
         );
+        match port {
+            4318 => println!("Steps 08-10 send their spans here already: run one in another terminal."),
+            _ => println!(
+                "Point a step here: OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:{port} cargo run -p step08-tracing"
+            ),
+        }
+        println!("Each trace is printed here once no span of it came for {quiet}.");
         actix_web::rt::spawn(print_settled(store, options.quiet));
         // Both stop on Ctrl-C (actix-web's own signal handling).
         match futures_util::future::try_join(receiver, page_server).await {
