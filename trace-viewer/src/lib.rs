@@ -17,6 +17,8 @@ use actix_web::{App, HttpServer};
 use store::Store;
 
 /// The OTLP receiver and the page, on listeners already bound, sharing `store`.
+/// On Ctrl-C they wait 1 s at most for the connections still open (a
+/// step's exporter keeps one), not actix's 30 s: nothing is left to finish.
 pub fn servers(
     otlp: TcpListener,
     page: TcpListener,
@@ -30,6 +32,7 @@ pub fn servers(
             .run();
     let page = HttpServer::new(move || App::new().app_data(store.clone()).configure(web::routes))
         .workers(1)
+        .shutdown_timeout(1)
         .listen(page)?
         .run();
     Ok((receiver, page))
