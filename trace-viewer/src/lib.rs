@@ -28,6 +28,7 @@ pub fn servers(
     let receiver =
         HttpServer::new(move || App::new().app_data(kept.clone()).configure(otlp::routes))
             .workers(1)
+            .shutdown_timeout(1)
             .listen(otlp)?
             .run();
     let page = HttpServer::new(move || App::new().app_data(store.clone()).configure(web::routes))
