@@ -113,9 +113,14 @@ impl Store {
         }
     }
 
-    /// The traces kept, newest first.
-    pub fn newest_first(&self) -> impl Iterator<Item = &Trace> {
-        self.traces.iter().rev()
+    /// The traces kept, the one that started last first. Not the order
+    /// they arrived in: each service sends its spans in batches of its own,
+    /// so an older trace may arrive after a newer one.
+    pub fn newest_first(&self) -> Vec<&Trace> {
+        let mut traces: Vec<(usize, &Trace)> = self.traces.iter().enumerate().collect();
+        let started = |trace: &Trace| trace.spans.iter().map(|span| span.start).min();
+        traces.sort_by_key(|&(arrived, trace)| std::cmp::Reverse((started(trace), arrived)));
+        traces.into_iter().map(|(_, trace)| trace).collect()
     }
 
     /// Traces with spans the terminal has not shown, and no new span for

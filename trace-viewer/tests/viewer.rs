@@ -45,7 +45,7 @@ impl Viewer {
         loop {
             let spans = {
                 let store = self.store.lock().unwrap();
-                let trace = store.newest_first().find(|trace| trace.id == trace_id);
+                let trace = store.newest_first().into_iter().find(|trace| trace.id == trace_id);
                 trace.map(|trace| trace.spans.clone()).unwrap_or_default()
             };
             if done(&spans) {
@@ -185,8 +185,9 @@ fn export(service: &str, trace_ids: &[[u8; 16]], spans_per_trace: usize) -> Vec<
             trace_id: trace_id.to_vec(),
             span_id: (n as u64 + 1).to_be_bytes().to_vec(),
             name: format!("GET /{n} <b>"),
-            start_time_unix_nano: 1_000_000,
-            end_time_unix_nano: 2_000_000,
+            // Trace n starts at n ms: its order, whatever order it arrives in.
+            start_time_unix_nano: 1_000_000 * u64::from(trace_id[0]),
+            end_time_unix_nano: 1_000_000 * u64::from(trace_id[0]) + 500_000,
             ..OtlpSpan::default()
         })
     });
@@ -244,7 +245,7 @@ async fn only_the_last_traces_are_kept_and_only_so_many_spans_each() {
     }
     let kept: Vec<String> = {
         let store = viewer.store.lock().unwrap();
-        store.newest_first().map(|trace| trace.id.clone()).collect()
+        store.newest_first().into_iter().map(|trace| trace.id.clone()).collect()
     };
     let hex = |n: u8| format!("{n:02x}").repeat(16);
     assert_eq!(kept, [hex(5), hex(4), hex(3)]);
@@ -253,13 +254,24 @@ async fn only_the_last_traces_are_kept_and_only_so_many_spans_each() {
     let (newest, oldest) = (page.find(&hex(5)).unwrap(), page.find(&hex(3)).unwrap());
     assert!(newest < oldest, "newest first: {page}");
 
+    // A trace that started later but arrived earlier (each service sends
+    // its own batches) is still shown first.
+    for trace_id in [[7; 16], [6; 16]] {
+        viewer.post(PROTOBUF, export("service1", &[trace_id], 1)).await;
+    }
+    let kept: Vec<String> = {
+        let store = viewer.store.lock().unwrap();
+        store.newest_first().into_iter().map(|trace| trace.id.clone()).collect()
+    };
+    assert_eq!(kept, [hex(7), hex(6), hex(5)]);
+
     // One trace with more spans than a trace keeps.
     let (status, _) = viewer.post(PROTOBUF, export("service2", &[[9; 16]], MAX_SPANS + 10)).await;
     assert_eq!(status, StatusCode::OK);
     let store = viewer.store.lock().unwrap();
-    let trace = store.newest_first().next().unwrap();
+    let trace = store.newest_first().into_iter().next().unwrap();
     assert_eq!((trace.spans.len(), trace.dropped), (MAX_SPANS, 10));
-    assert_eq!(store.newest_first().count(), 3);
+    assert_eq!(store.newest_first().len(), 3);
 }
 
 #[test]
