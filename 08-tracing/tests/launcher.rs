@@ -2,20 +2,17 @@
 //! service on port 0 (a free port the OS picks), found again in the logs.
 
 use std::net::TcpListener;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
+use binary::{PATIENCE, spawn};
+use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-const PROGRAM: &str = env!("CARGO_BIN_EXE_step08-tracing");
-
-/// The longest any test waits for something to happen.
-const PATIENCE: Duration = Duration::from_secs(30);
+mod binary;
 
 /// The binary, running, with its stdout and stderr read line by line.
 struct Running {
@@ -27,25 +24,7 @@ struct Running {
 
 impl Running {
     fn start(args: &[&str], env: &[(&str, String)]) -> Running {
-        let mut command = Command::new(PROGRAM);
-        command
-            .args(args)
-            .env_remove("BIND_HOST")
-            // Not a learner's Jaeger: its spans go nowhere (tests/tracing.rs
-            // checks what they hold).
-            .env("OTEL_SDK_DISABLED", "true")
-            .envs(env.iter().cloned())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        // Its own process group, as a terminal would give it.
-        #[cfg(unix)]
-        command.process_group(0);
-        let mut process = command.spawn().expect("cannot start the step's binary");
-        let (sender, lines) = mpsc::unbounded_channel();
-        tokio::spawn(read_lines(process.stdout.take().unwrap(), sender.clone()));
-        tokio::spawn(read_lines(process.stderr.take().unwrap(), sender));
+        let (process, lines) = spawn(args, env);
         Running { process, lines, seen: Vec::new() }
     }
 
@@ -92,13 +71,6 @@ impl Running {
             self.seen.push(line);
         }
         self.seen.join("\n")
-    }
-}
-
-async fn read_lines(from: impl AsyncRead + Unpin, to: mpsc::UnboundedSender<String>) {
-    let mut lines = BufReader::new(from).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let _ = to.send(line);
     }
 }
 

@@ -1,6 +1,8 @@
 //! The step's binary, run by the tests that need its services in processes
 //! of their own, as a learner runs them.
 
+#![allow(dead_code)] // each test file uses some of it
+
 use std::net::TcpListener;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
