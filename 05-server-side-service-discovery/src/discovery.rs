@@ -156,7 +156,7 @@ impl Registration {
             Some(body) => request.send_json(body).await,
             None => request.send().await,
         };
-        let mut response = sent.map_err(|error| self.registry.failed(error))?;
+        let mut response = sent.map_err(|error| self.registry.problem(&error.into()))?;
         if response.status().is_success() {
             return Ok(());
         }

@@ -1,0 +1,145 @@
+//! Calls to other services. Each goes out through one function,
+//! [`Upstream::call`], with a deadline, and comes back as the answer or as a
+//! [`CallError`] that says what went wrong; [`Upstream::problem`] turns that
+//! into what our own client sees. One way out means one place to look when a
+//! call fails, and one place for each later pattern to plug in.
+
+use std::io;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use awc::error::{ConnectError, JsonPayloadError, PayloadError, SendRequestError};
+use awc::{ClientRequest, ClientResponse};
+use serde_json::Value;
+use tracing::warn;
+
+use crate::Problem;
+
+/// An HTTP client for calls to other services. Create one per worker
+/// thread and reuse it: it keeps connections open between calls, which is
+/// much cheaper than a new connection (and client) per request.
+pub fn http_client() -> awc::Client {
+    // No client-wide timeout: each call has its own deadline (`Upstream`).
+    awc::Client::builder().disable_timeout().finish()
+}
+
+/// A service that this one calls over HTTP: its name (for messages), where
+/// it answers, and how long a call to it may take, from connecting to the
+/// last byte of the answer. Without that deadline, one stuck service would
+/// leave every caller stuck too.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    pub name: &'static str,
+    pub url: String,
+    pub timeout: Duration,
+}
+
+/// Why a call brought back no answer we can use.
+#[derive(Debug)]
+pub enum CallError {
+    /// Nothing listens at its address.
+    Refused,
+    /// Its host name does not resolve.
+    UnknownHost,
+    /// No whole answer within the deadline.
+    TimedOut,
+    /// The connection failed another way (reset, closed half-way).
+    Broken(String),
+    /// It answered with an error status, and its own explanation if it gave one.
+    Status(StatusCode, Option<String>),
+    /// It answered something that is not JSON.
+    NotJson(String),
+}
+
+impl From<SendRequestError> for CallError {
+    fn from(error: SendRequestError) -> Self {
+        match error {
+            SendRequestError::Connect(ConnectError::Io(io))
+                if io.kind() == io::ErrorKind::ConnectionRefused =>
+            {
+                CallError::Refused
+            }
+            SendRequestError::Connect(ConnectError::Resolver(_)) => CallError::UnknownHost,
+            SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
+                CallError::TimedOut
+            }
+            other => CallError::Broken(other.to_string()),
+        }
+    }
+}
+
+impl From<JsonPayloadError> for CallError {
+    fn from(error: JsonPayloadError) -> Self {
+        match error {
+            // The deadline ran out while the answer was still arriving.
+            JsonPayloadError::Payload(PayloadError::Io(io))
+                if io.kind() == io::ErrorKind::TimedOut =>
+            {
+                CallError::TimedOut
+            }
+            other => CallError::NotJson(other.to_string()),
+        }
+    }
+}
+
+impl Upstream {
+    /// Sends `request` to the upstream and waits for its answer to begin.
+    /// Every call to another service goes out here.
+    pub async fn call(&self, request: ClientRequest) -> Result<ClientResponse, CallError> {
+        // The deadline covers the whole call, to the last byte of the answer:
+        // awc hands what is left of it on to the answer's body.
+        Ok(request.timeout(self.timeout).send().await?)
+    }
+
+    /// GETs `path` from the upstream and reads its JSON answer.
+    pub async fn get_json(&self, client: &awc::Client, path: &str) -> Result<Value, Problem> {
+        let answer = async {
+            let mut response = self.call(client.get(format!("{}{path}", self.url))).await?;
+            let status = response.status();
+            if !status.is_success() {
+                // Pass on the upstream's own explanation, if it gave one.
+                let problem: Option<Value> = response.json().await.ok();
+                let detail = problem.as_ref().and_then(|problem| problem["detail"].as_str());
+                return Err(CallError::Status(status, detail.map(str::to_string)));
+            }
+            Ok(response.json().await?)
+        };
+        answer.await.map_err(|error| self.problem(&error))
+    }
+
+    /// What our own client sees of a failed call, and the line it leaves in
+    /// the log: 502 when the upstream is down or answers badly, 504 when it
+    /// is too slow.
+    pub fn problem(&self, error: &CallError) -> Problem {
+        let (upstream, timeout) = (format!("{} at {}", self.name, self.url), self.timeout);
+        let (status, detail) = match error {
+            CallError::Refused => {
+                (BAD_GATEWAY, format!("{upstream} refused the connection: is it running?"))
+            }
+            CallError::UnknownHost => (
+                BAD_GATEWAY,
+                format!("{upstream} cannot be found: is the host name in its URL right?"),
+            ),
+            CallError::TimedOut => {
+                let timeout = humantime::format_duration(timeout);
+                (StatusCode::GATEWAY_TIMEOUT, format!("{upstream} did not answer within {timeout}"))
+            }
+            CallError::Broken(why) => (BAD_GATEWAY, format!("{upstream} failed: {why}")),
+            CallError::Status(status, Some(detail)) => {
+                (BAD_GATEWAY, format!("{upstream} answered {status}: {detail}"))
+            }
+            CallError::Status(status, None) => {
+                (BAD_GATEWAY, format!("{upstream} answered {status}"))
+            }
+            CallError::NotJson(why) => {
+                (BAD_GATEWAY, format!("{upstream} answered something that is not JSON ({why})"))
+            }
+        };
+        let problem = Problem::new(status, detail);
+        warn!("{}", problem.detail);
+        problem
+    }
+}
+
+/// Most failed calls are the upstream's: it is down, broken or too slow.
+const BAD_GATEWAY: StatusCode = StatusCode::BAD_GATEWAY;

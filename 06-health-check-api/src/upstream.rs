@@ -1,0 +1,265 @@
+//! Calls to other services. Each goes out through one function,
+//! [`Upstream::call`], with a deadline, and comes back as the answer or as a
+//! [`CallError`] that says what went wrong; [`Upstream::problem`] turns that
+//! into what our own client sees. One way out means one place to look when a
+//! call fails, and one place for each later pattern to plug in.
+
+use std::cell::Cell;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::body::SizedStream;
+use actix_web::http::StatusCode;
+use actix_web::web::{self, Bytes};
+use awc::error::{ConnectError, JsonPayloadError, PayloadError, SendRequestError};
+use awc::{ClientRequest, ClientResponse};
+use futures_util::{Stream, StreamExt};
+use serde_json::Value;
+use tracing::warn;
+
+use crate::Problem;
+
+/// An HTTP client for calls to other services. Create one per worker
+/// thread and reuse it: it keeps connections open between calls, which is
+/// much cheaper than a new connection (and client) per request.
+pub fn http_client() -> awc::Client {
+    // No client-wide timeout: each call has its own deadline (`Upstream`).
+    awc::Client::builder().disable_timeout().finish()
+}
+
+/// A service that this one calls over HTTP: its name (for messages), where
+/// it answers, and how long a call to it may take, from connecting to the
+/// last byte of the answer. Without that deadline, one stuck service would
+/// leave every caller stuck too.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub url: String,
+    pub timeout: Duration,
+}
+
+/// Why a call brought back no answer we can use.
+#[derive(Debug)]
+pub enum CallError {
+    /// Nothing listens at its address.
+    Refused,
+    /// Its host name does not resolve.
+    UnknownHost,
+    /// No whole answer within the deadline.
+    TimedOut,
+    /// The connection failed another way (reset, closed half-way).
+    Broken(String),
+    /// It answered with an error status, and its own explanation if it gave one.
+    Status(StatusCode, Option<String>),
+    /// It answered something that is not JSON.
+    NotJson(String),
+    /// The body our own client sent is over the limit (in bytes).
+    BodyTooLarge(u64),
+    /// The headers our own client sent are over the limit (in bytes).
+    HeadersTooLarge(usize),
+    /// Our own client sent its body too slowly: it was late, not the upstream.
+    ClientTooSlow,
+}
+
+impl From<SendRequestError> for CallError {
+    fn from(error: SendRequestError) -> Self {
+        match error {
+            SendRequestError::Connect(ConnectError::Io(io))
+                if io.kind() == io::ErrorKind::ConnectionRefused =>
+            {
+                CallError::Refused
+            }
+            SendRequestError::Connect(ConnectError::Resolver(_)) => CallError::UnknownHost,
+            SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
+                CallError::TimedOut
+            }
+            other => CallError::Broken(other.to_string()),
+        }
+    }
+}
+
+impl From<JsonPayloadError> for CallError {
+    fn from(error: JsonPayloadError) -> Self {
+        match error {
+            // The deadline ran out while the answer was still arriving.
+            JsonPayloadError::Payload(PayloadError::Io(io))
+                if io.kind() == io::ErrorKind::TimedOut =>
+            {
+                CallError::TimedOut
+            }
+            other => CallError::NotJson(other.to_string()),
+        }
+    }
+}
+
+impl Upstream {
+    /// Sends `request`, and `body` after it, to the upstream, and waits for
+    /// its answer to begin. Every call to another service goes out here.
+    pub async fn call(
+        &self,
+        request: ClientRequest,
+        body: Body,
+    ) -> Result<ClientResponse, CallError> {
+        // The deadline covers the whole call, to the last byte of the answer:
+        // awc hands what is left of it on to the answer's body.
+        let request = request.timeout(self.timeout);
+        match body {
+            Body::Empty => Ok(request.send().await?),
+            Body::Forwarded(body) => body.send(request).await,
+        }
+    }
+
+    /// GETs `path` from the upstream and reads its JSON answer.
+    pub async fn get_json(&self, client: &awc::Client, path: &str) -> Result<Value, Problem> {
+        let answer = async {
+            let mut response =
+                self.call(client.get(format!("{}{path}", self.url)), Body::Empty).await?;
+            let status = response.status();
+            if !status.is_success() {
+                // Pass on the upstream's own explanation, if it gave one.
+                let problem: Option<Value> = response.json().await.ok();
+                let detail = problem.as_ref().and_then(|problem| problem["detail"].as_str());
+                return Err(CallError::Status(status, detail.map(str::to_string)));
+            }
+            Ok(response.json().await?)
+        };
+        answer.await.map_err(|error| self.problem(&error))
+    }
+
+    /// What our own client sees of a failed call, and the line it leaves in
+    /// the log: 502 when the upstream is down or answers badly, 504 when it
+    /// is too slow; 413 or 408 when our own client's body was the trouble.
+    pub fn problem(&self, error: &CallError) -> Problem {
+        let (upstream, timeout) = (format!("{} at {}", self.name, self.url), self.timeout);
+        let (status, detail) = match error {
+            CallError::Refused => {
+                (BAD_GATEWAY, format!("{upstream} refused the connection: is it running?"))
+            }
+            CallError::UnknownHost => (
+                BAD_GATEWAY,
+                format!("{upstream} cannot be found: is the host name in its URL right?"),
+            ),
+            CallError::TimedOut => {
+                let timeout = humantime::format_duration(timeout);
+                (StatusCode::GATEWAY_TIMEOUT, format!("{upstream} did not answer within {timeout}"))
+            }
+            CallError::Broken(why) => (BAD_GATEWAY, format!("{upstream} failed: {why}")),
+            CallError::Status(status, Some(detail)) => {
+                (BAD_GATEWAY, format!("{upstream} answered {status}: {detail}"))
+            }
+            CallError::Status(status, None) => {
+                (BAD_GATEWAY, format!("{upstream} answered {status}"))
+            }
+            CallError::NotJson(why) => {
+                (BAD_GATEWAY, format!("{upstream} answered something that is not JSON ({why})"))
+            }
+            CallError::BodyTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than the gateway's limit of {limit} bytes"),
+            ),
+            CallError::HeadersTooLarge(limit) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!("the headers are larger than the gateway's limit of {limit} bytes"),
+            ),
+            CallError::ClientTooSlow => {
+                let timeout = humantime::format_duration(timeout);
+                let detail = format!("the request's body did not arrive within {timeout}");
+                (StatusCode::REQUEST_TIMEOUT, detail)
+            }
+        };
+        let problem = Problem::new(status, detail);
+        warn!("{}", problem.detail);
+        problem
+    }
+}
+
+/// Most failed calls are the upstream's: it is down, broken or too slow.
+const BAD_GATEWAY: StatusCode = StatusCode::BAD_GATEWAY;
+
+/// What a call sends after its head.
+pub enum Body {
+    /// Nothing, as for a GET.
+    Empty,
+    /// A client's body, passed on by the gateway as it arrives.
+    Forwarded(ForwardedBody),
+}
+
+/// A client's body on its way to the upstream, never held whole: counted
+/// against a limit (a client that sends more than it said up front is cut
+/// off too), and noting whose turn it is, since a call that times out while
+/// waiting for the client is not the upstream's failure.
+pub struct ForwardedBody {
+    payload: web::Payload,
+    /// From Content-Length; none when the client sends it in chunks.
+    length: Option<u64>,
+    received: u64,
+    limit: u64,
+    progress: Rc<Cell<BodyProgress>>,
+}
+
+/// Where the body is: passed on as fast as it comes, waited for from the
+/// client, or over the limit.
+#[derive(Clone, Copy)]
+enum BodyProgress {
+    Flowing,
+    WaitingForClient,
+    OverLimit,
+}
+
+impl ForwardedBody {
+    pub fn new(payload: web::Payload, length: Option<u64>, limit: u64) -> Self {
+        let progress = Rc::new(Cell::new(BodyProgress::Flowing));
+        ForwardedBody { payload, length, received: 0, limit, progress }
+    }
+
+    async fn send(self, request: ClientRequest) -> Result<ClientResponse, CallError> {
+        let (progress, limit) = (self.progress.clone(), self.limit);
+        let sent = match self.length {
+            Some(length) => request.send_body(SizedStream::new(length, self)).await,
+            None => request.send_stream(self).await,
+        };
+        match (sent, progress.get()) {
+            (Ok(answer), _) => Ok(answer),
+            (Err(_), BodyProgress::OverLimit) => Err(CallError::BodyTooLarge(limit)),
+            (Err(SendRequestError::Timeout), BodyProgress::WaitingForClient) => {
+                Err(CallError::ClientTooSlow)
+            }
+            (Err(error), _) => Err(error.into()),
+        }
+    }
+}
+
+impl Stream for ForwardedBody {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.payload.poll_next_unpin(cx);
+        let progress = match &polled {
+            Poll::Pending => BodyProgress::WaitingForClient,
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.received += chunk.len() as u64;
+                if self.received > self.limit {
+                    self.progress.set(BodyProgress::OverLimit);
+                    return Poll::Ready(Some(Err(PayloadError::Overflow)));
+                }
+                BodyProgress::Flowing
+            }
+            Poll::Ready(_) => BodyProgress::Flowing,
+        };
+        self.progress.set(progress);
+        polled
+    }
+}
+
+/// Dropped before all of it came (the call failed), the body is left to
+/// actix to discard. But actix stops reading while its buffer is full, until
+/// a read wakes it: one more read, or a client still sending waits for ever.
+impl Drop for ForwardedBody {
+    fn drop(&mut self) {
+        let mut anyone = Context::from_waker(futures_util::task::noop_waker_ref());
+        let _ = self.payload.poll_next_unpin(&mut anyone);
+    }
+}
