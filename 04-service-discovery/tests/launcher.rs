@@ -5,15 +5,15 @@ use std::net::TcpListener;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use support::{PATIENCE, request};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-const PROGRAM: &str = env!("CARGO_BIN_EXE_step04-service-discovery");
+mod support;
 
-/// The longest any test waits for something to happen.
-const PATIENCE: Duration = Duration::from_secs(30);
+const PROGRAM: &str = env!("CARGO_BIN_EXE_step04-service-discovery");
 
 /// The binary, running, with its stdout and stderr read line by line.
 struct Running {
@@ -170,15 +170,7 @@ async fn the_launcher_starts_every_service_and_stops_them_all_on_ctrl_c() {
     wait_for_body(&service1_url, passing).await;
     assert_eq!(get_text(&service2_url).await, r#"{"name":"service 2"}"#);
     let (gateway_url, _) = step.listening("gateway").await;
-    let aggregate = awc::Client::default()
-        .get(&gateway_url)
-        .insert_header(("authorization", "Bearer workshop-key"))
-        .send()
-        .await
-        .unwrap()
-        .body()
-        .await
-        .unwrap();
+    let aggregate = request("GET", &gateway_url).send().await.unwrap().body().await.unwrap();
     assert!(
         String::from_utf8_lossy(&aggregate)
             .starts_with(r#"{"services":[{"service":"service1","answer""#)
