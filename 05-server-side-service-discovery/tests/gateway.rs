@@ -4,25 +4,19 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use actix_web::dev::Server;
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use common::{register_passing, registration};
 use serde_json::{Value, json};
 use step05_server_side_service_discovery::gateway::{self, WORKSHOP_KEY};
-use step05_server_side_service_discovery::{registry, service1, service2};
-
-mod common;
+use step05_server_side_service_discovery::{registry, service2};
+use support::{
+    PATIENCE, header, nothing_listening, register_passing, registration, request, start,
+    start_service1,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Starts a server on a free port and returns its base URL.
-fn start(server: impl FnOnce(TcpListener) -> std::io::Result<Server>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    actix_web::rt::spawn(server(listener).unwrap());
-    url
-}
+mod support;
 
 /// A gateway finding services in the registry at `registry_url`.
 fn options(registry_url: &str) -> gateway::Options {
@@ -55,14 +49,7 @@ async fn start_step() -> String {
     let registry_url = start(registry::server);
     let service2_url = start(service2::server);
     register_passing(&registry_url, "service2", &service2_url).await;
-    let service1_url = start(|listener| {
-        let options = service1::Options {
-            port: 0,
-            service2_timeout: Duration::from_secs(2),
-            registration: registration(&registry_url),
-        };
-        service1::server(listener, options)
-    });
+    let service1_url = start_service1(&registry_url, Duration::from_secs(2));
     register_passing(&registry_url, "service1", &service1_url).await;
     start_gateway(options(&registry_url))
 }
@@ -89,25 +76,6 @@ async fn echo(request: HttpRequest, body: Bytes) -> HttpResponse {
         "body": String::from_utf8_lossy(&body),
         "headers": headers,
     }))
-}
-
-/// A URL where nothing listens: a port free a moment ago, below the range
-/// the OS hands out for port 0 (32768 and up on Linux, 49152 and up
-/// elsewhere), so that no server another test starts meanwhile can get it.
-fn nothing_listening() -> String {
-    let free = (20000..30000).find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok());
-    format!("http://127.0.0.1:{}", free.expect("a free port from 20000 to 29999"))
-}
-
-/// A request to the gateway with the workshop's key.
-fn request(method: &str, url: &str) -> awc::ClientRequest {
-    awc::Client::default()
-        .request(method.parse().unwrap(), url)
-        .insert_header(("authorization", format!("Bearer {WORKSHOP_KEY}")))
-}
-
-fn header<'a, S>(response: &'a awc::ClientResponse<S>, name: &str) -> Option<&'a str> {
-    response.headers().get(name).and_then(|value| value.to_str().ok())
 }
 
 async fn text<S>(response: &mut awc::ClientResponse<S>) -> String
@@ -349,7 +317,7 @@ async fn a_service_listed_lately_is_a_503_not_a_404_while_the_registry_forgets_i
     let forgotten = format!("{registry_url}/v1/agent/service/deregister/{id}");
     awc::Client::default().put(forgotten).send().await.unwrap();
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + PATIENCE;
     let response = loop {
         let response = request("GET", &format!("{gateway}/api/service1/")).send().await.unwrap();
         if response.status() != StatusCode::CREATED {
@@ -373,7 +341,7 @@ async fn a_client_that_sends_its_body_too_slowly_gets_408_not_504() {
     client.write_all(head.as_bytes()).await.unwrap();
     let mut answer = String::new();
     let read = client.read_to_string(&mut answer);
-    actix_web::rt::time::timeout(Duration::from_secs(30), read).await.unwrap().unwrap();
+    actix_web::rt::time::timeout(PATIENCE, read).await.unwrap().unwrap();
     assert!(answer.starts_with("HTTP/1.1 408 Request Timeout"), "{answer}");
 }
 
@@ -403,7 +371,7 @@ async fn a_client_still_sending_its_body_gets_the_answer_and_is_not_left_waiting
         client.read_exact(&mut answer).await.unwrap();
         String::from_utf8_lossy(&answer).to_string()
     };
-    let answer = actix_web::rt::time::timeout(Duration::from_secs(30), exchange)
+    let answer = actix_web::rt::time::timeout(PATIENCE, exchange)
         .await
         .expect("the client was left waiting");
     assert!(answer.starts_with("HTTP/1.1 504 Gateway Timeout"), "{answer}");
