@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 
+use support::{PATIENCE, request};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-const PROGRAM: &str = env!("CARGO_BIN_EXE_step07-circuit-breaker");
+mod support;
 
-/// The longest any test waits for something to happen.
-const PATIENCE: Duration = Duration::from_secs(30);
+const PROGRAM: &str = env!("CARGO_BIN_EXE_step07-circuit-breaker");
 
 /// The binary, running, with its stdout and stderr read line by line.
 struct Running {
@@ -176,12 +176,7 @@ async fn the_launcher_starts_every_service_and_stops_them_all_on_ctrl_c() {
     // its check interval): until then, service1's part is an error.
     let deadline = std::time::Instant::now() + PATIENCE;
     let aggregate = loop {
-        let mut response = awc::Client::default()
-            .get(&gateway_url)
-            .insert_header(("authorization", "Bearer workshop-key"))
-            .send()
-            .await
-            .unwrap();
+        let mut response = request("GET", &gateway_url).send().await.unwrap();
         let body = String::from_utf8_lossy(&response.body().await.unwrap()).to_string();
         if body.contains(r#"{"service":"service1","answer""#)
             || std::time::Instant::now() > deadline
@@ -386,12 +381,7 @@ async fn the_gateway_routes_around_an_instance_that_stopped_or_was_killed() {
     // Each of the three gets a share of the calls through the gateway.
     let through_gateway = format!("{gateway_url}/api/service2/");
     let call = || async {
-        let response = awc::Client::default()
-            .get(&through_gateway)
-            .insert_header(("authorization", "Bearer workshop-key"))
-            .send()
-            .await
-            .unwrap();
+        let response = request("GET", &through_gateway).send().await.unwrap();
         response.status()
     };
     for _ in 0..6 {
