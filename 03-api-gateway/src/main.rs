@@ -1,6 +1,6 @@
 //! The launcher. With no arguments it starts every service of the step,
-//! like `npm start` did in the Node.js workshop; with a service's name
-//! (`-- service2 --port 3013`) it runs that service alone.
+//! each in a process of its own, as they would run in production; with a
+//! service's name (`-- service2 --port 3013`) it runs that service alone.
 
 use std::io::{self, IsTerminal, Write};
 use std::process::{ExitCode, ExitStatus, Stdio};

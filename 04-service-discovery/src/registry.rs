@@ -639,7 +639,7 @@ async fn catalog_services(registry: web::Data<Registry>) -> HttpResponse {
 }
 
 // ---------------------------------------------------------------------------
-// The dashboard: one HTML page, like Eureka's in the Node.js workshop.
+// The dashboard: one HTML page, as Consul's and Eureka's registries serve.
 // ---------------------------------------------------------------------------
 
 async fn dashboard(registry: web::Data<Registry>) -> HttpResponse {

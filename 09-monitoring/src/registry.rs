@@ -920,7 +920,7 @@ async fn healthz(
 }
 
 // ---------------------------------------------------------------------------
-// The dashboard: one HTML page, like Eureka's in the Node.js workshop.
+// The dashboard: one HTML page, as Consul's and Eureka's registries serve.
 // ---------------------------------------------------------------------------
 
 async fn dashboard(registry: web::Data<Registry>) -> HttpResponse {
