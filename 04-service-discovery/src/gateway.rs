@@ -183,8 +183,8 @@ async fn aggregate(
 }
 
 /// Content negotiation: the client says in `Accept` which representations
-/// it takes, best first. (The Node.js workshop looked at Content-Type, but
-/// that header describes the body a client sends, and a GET sends none.)
+/// it takes, best first. (Not Content-Type: that header describes the
+/// body a client sends, and a GET sends none.)
 fn prefers_xml(request: &HttpRequest) -> bool {
     let ranked = Accept::parse(request).map(|accept| accept.ranked()).unwrap_or_default();
     // The first of the types the gateway serves (or */*) decides.

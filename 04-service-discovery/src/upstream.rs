@@ -5,6 +5,7 @@
 //! call fails, and one place for each later pattern to plug in.
 
 use std::cell::Cell;
+use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -34,7 +35,7 @@ pub fn http_client() -> awc::Client {
 /// it answers, and how long a call to it may take, from connecting to the
 /// last byte of the answer. Without that deadline, one stuck service would
 /// leave every caller stuck too.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Upstream {
     pub name: &'static str,
     pub url: String,
@@ -62,6 +63,30 @@ pub enum CallError {
     HeadersTooLarge(usize),
     /// Our own client sent its body too slowly: it was late, not the upstream.
     ClientTooSlow,
+}
+
+/// What went wrong, in words that follow the upstream's name.
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Refused => write!(f, "refused the connection: is it running?"),
+            CallError::UnknownHost => {
+                write!(f, "cannot be found: is the host name in its URL right?")
+            }
+            CallError::TimedOut => write!(f, "did not answer in time"),
+            CallError::Broken(why) => write!(f, "failed: {why}"),
+            CallError::Status(status, Some(detail)) => write!(f, "answered {status}: {detail}"),
+            CallError::Status(status, None) => write!(f, "answered {status}"),
+            CallError::NotJson(why) => write!(f, "answered something that is not JSON ({why})"),
+            CallError::BodyTooLarge(limit) => {
+                write!(f, "the body is larger than the gateway's limit of {limit} bytes")
+            }
+            CallError::HeadersTooLarge(limit) => {
+                write!(f, "the headers are larger than the gateway's limit of {limit} bytes")
+            }
+            CallError::ClientTooSlow => write!(f, "the request's body did not arrive in time"),
+        }
+    }
 }
 
 impl From<SendRequestError> for CallError {
@@ -105,79 +130,56 @@ impl Upstream {
     ) -> Result<ClientResponse, CallError> {
         // The deadline covers the whole call, to the last byte of the answer:
         // awc hands what is left of it on to the answer's body.
-        let request = request.timeout(self.timeout);
-        match body {
-            Body::Empty => Ok(request.send().await?),
-            Body::Forwarded(body) => body.send(request).await,
-        }
+        body.send(request.timeout(self.timeout)).await
     }
 
     /// GETs `path` from the upstream and reads its JSON answer.
     pub async fn get_json(&self, client: &awc::Client, path: &str) -> Result<Value, Problem> {
-        let answer = async {
-            let mut response =
-                self.call(client.get(format!("{}{path}", self.url)), Body::Empty).await?;
-            let status = response.status();
-            if !status.is_success() {
-                // Pass on the upstream's own explanation, if it gave one.
-                let problem: Option<Value> = response.json().await.ok();
-                let detail = problem.as_ref().and_then(|problem| problem["detail"].as_str());
-                return Err(CallError::Status(status, detail.map(str::to_string)));
-            }
-            Ok(response.json().await?)
-        };
-        answer.await.map_err(|error| self.problem(&error))
+        self.read_json(client, path).await.map_err(|error| self.problem(&error))
+    }
+
+    /// The same, with what went wrong as a `CallError`.
+    async fn read_json(&self, client: &awc::Client, path: &str) -> Result<Value, CallError> {
+        let mut response =
+            self.call(client.get(format!("{}{path}", self.url)), Body::Empty).await?;
+        let status = response.status();
+        if !status.is_success() {
+            // Pass on the upstream's own explanation, if it gave one.
+            let problem: Option<Value> = response.json().await.ok();
+            let detail = problem.as_ref().and_then(|problem| problem["detail"].as_str());
+            return Err(CallError::Status(status, detail.map(str::to_string)));
+        }
+        Ok(response.json().await?)
     }
 
     /// What our own client sees of a failed call, and the line it leaves in
     /// the log: 502 when the upstream is down or answers badly, 504 when it
-    /// is too slow; 413 or 408 when our own client's body was the trouble.
+    /// is too slow; 413, 431 or 408 when our own client's request was the
+    /// trouble.
     pub fn problem(&self, error: &CallError) -> Problem {
-        let (upstream, timeout) = (format!("{} at {}", self.name, self.url), self.timeout);
-        let (status, detail) = match error {
-            CallError::Refused => {
-                (BAD_GATEWAY, format!("{upstream} refused the connection: is it running?"))
-            }
-            CallError::UnknownHost => (
-                BAD_GATEWAY,
-                format!("{upstream} cannot be found: is the host name in its URL right?"),
+        let upstream = format!("{} at {}", self.name, self.url);
+        let timeout = humantime::format_duration(self.timeout);
+        let problem = match error {
+            CallError::TimedOut => Problem::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("{upstream} did not answer within {timeout}"),
             ),
-            CallError::TimedOut => {
-                let timeout = humantime::format_duration(timeout);
-                (StatusCode::GATEWAY_TIMEOUT, format!("{upstream} did not answer within {timeout}"))
-            }
-            CallError::Broken(why) => (BAD_GATEWAY, format!("{upstream} failed: {why}")),
-            CallError::Status(status, Some(detail)) => {
-                (BAD_GATEWAY, format!("{upstream} answered {status}: {detail}"))
-            }
-            CallError::Status(status, None) => {
-                (BAD_GATEWAY, format!("{upstream} answered {status}"))
-            }
-            CallError::NotJson(why) => {
-                (BAD_GATEWAY, format!("{upstream} answered something that is not JSON ({why})"))
-            }
-            CallError::BodyTooLarge(limit) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is larger than the gateway's limit of {limit} bytes"),
+            CallError::ClientTooSlow => Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the request's body did not arrive within {timeout}"),
             ),
-            CallError::HeadersTooLarge(limit) => (
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                format!("the headers are larger than the gateway's limit of {limit} bytes"),
-            ),
-            CallError::ClientTooSlow => {
-                let timeout = humantime::format_duration(timeout);
-                let detail = format!("the request's body did not arrive within {timeout}");
-                (StatusCode::REQUEST_TIMEOUT, detail)
+            CallError::BodyTooLarge(_) => {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string())
             }
+            CallError::HeadersTooLarge(_) => {
+                Problem::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, error.to_string())
+            }
+            _ => Problem::new(StatusCode::BAD_GATEWAY, format!("{upstream} {error}")),
         };
-        let problem = Problem::new(status, detail);
         warn!("{}", problem.detail);
         problem
     }
 }
-
-/// Most failed calls are the upstream's: it is down, broken or too slow.
-const BAD_GATEWAY: StatusCode = StatusCode::BAD_GATEWAY;
 
 /// What a call sends after its head.
 pub enum Body {
@@ -185,6 +187,15 @@ pub enum Body {
     Empty,
     /// A client's body, passed on by the gateway as it arrives.
     Forwarded(ForwardedBody),
+}
+
+impl Body {
+    async fn send(self, request: ClientRequest) -> Result<ClientResponse, CallError> {
+        match self {
+            Body::Empty => Ok(request.send().await?),
+            Body::Forwarded(body) => body.send(request).await,
+        }
+    }
 }
 
 /// A client's body on its way to the upstream, never held whole: counted

@@ -94,6 +94,7 @@ impl Registration {
             name: "registry".to_string(),
             url: options.registry_url,
             timeout: Duration::from_secs(2),
+            circuit: None,
         };
         Registration { registry, id, entry, token: options.registry_token }
     }
@@ -149,7 +150,7 @@ impl Registration {
             Some(body) => request.send_json(body).await,
             None => request.send().await,
         };
-        let mut response = sent.map_err(|error| self.registry.failed(error))?;
+        let mut response = sent.map_err(|error| self.registry.problem(&error.into()))?;
         if response.status().is_success() {
             return Ok(());
         }
@@ -215,6 +216,7 @@ impl Discovery {
             name: "registry".to_string(),
             url: registry_url,
             timeout: Duration::from_secs(2),
+            circuit: None,
         };
         Discovery { registry, call_timeout, known: Mutex::new(HashMap::new()) }
     }
@@ -223,8 +225,8 @@ impl Discovery {
     /// there is none: 503 when none is registered and passing, 502 or 504
     /// when the registry cannot be asked (and nothing is remembered).
     pub async fn find(&self, client: &awc::Client, service: &str) -> Result<Upstream, Problem> {
-        let instance =
-            |url| Upstream { name: service.to_string(), url, timeout: self.call_timeout };
+        let (name, timeout) = (service.to_string(), self.call_timeout);
+        let instance = |url| Upstream { name: name.clone(), url, timeout, circuit: None };
         if let Some(url) = self.next_known(service, true) {
             return Ok(instance(url));
         }

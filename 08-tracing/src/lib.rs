@@ -14,28 +14,28 @@ pub mod registry;
 pub mod service1;
 pub mod service2;
 mod telemetry;
+mod upstream;
 
-pub use breaker::{Breaker, BreakerOptions, Breakers, Permit, breaker_states, is_failure};
+pub use breaker::{Breaker, BreakerOptions, Breakers, Permit, breaker_states};
 pub use discovery::{Discovery, REGISTRY_URL, Registered, Registration, RegistrationOptions};
 pub use health::{Check, HEALTH_CHECK_TIMEOUT, Health, HealthOverride, health_report};
+pub use upstream::{Body, CallError, ForwardedBody, Upstream, http_client};
 
 use std::fmt;
 use std::io;
 use std::net::TcpListener;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use actix_web::body::BoxBody;
 use actix_web::dev::Server;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode, Uri};
+use actix_web::http::{StatusCode, Uri};
 use actix_web::{
     App, FromRequest, Handler, HttpRequest, HttpResponse, HttpServer, Responder, ResponseError,
     middleware, web,
 };
-use awc::error::{ConnectError, SendRequestError};
 use serde::Serialize;
-use tracing::{Instrument, error, info, warn};
+use tracing::{error, info};
 use tracing_actix_web::TracingLogger;
 
 /// Runs one service until Ctrl-C or SIGTERM, then stops it gracefully: it
@@ -245,8 +245,6 @@ pub struct Problem {
     detail: String,
     #[serde(skip)]
     headers: Vec<(HeaderName, HeaderValue)>,
-    #[serde(skip)]
-    upstream_fault: bool,
 }
 
 impl Problem {
@@ -257,14 +255,7 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             headers: Vec::new(),
-            upstream_fault: false,
         }
-    }
-
-    /// Whether an upstream is to blame (it failed, was too slow, answered 5xx
-    /// or garbage; a 4xx is the caller's fault), so that its breaker counts it.
-    pub fn is_upstream_fault(&self) -> bool {
-        self.upstream_fault
     }
 
     /// Adds a header that the status code calls for, such as `Allow` on 405.
@@ -341,102 +332,5 @@ pub fn http_url(text: &str) -> Result<String, String> {
         (Some("http"), Some(_)) => Ok(text.trim_end_matches('/').to_string()),
         (Some("https"), _) => Err("https is not supported by the workshop's services".into()),
         _ => Err(not_http()),
-    }
-}
-
-/// An HTTP client for calls to other services. Create one per worker
-/// thread and reuse it: it keeps connections open between calls, which is
-/// much cheaper than a new connection (and client) per request.
-pub fn http_client() -> awc::Client {
-    // No client-wide timeout: each call has its own deadline (`Upstream`).
-    awc::Client::builder().disable_timeout().finish()
-}
-
-/// A service that this one calls over HTTP: its name (for messages), where
-/// it answers, and how long a call to it may take, from connecting to the
-/// last byte of the answer. Without that deadline, one stuck service would
-/// leave every caller stuck too.
-#[derive(Clone, Debug)]
-pub struct Upstream {
-    pub name: String,
-    pub url: String,
-    pub timeout: Duration,
-}
-
-impl Upstream {
-    /// GETs `path` from the upstream and reads its JSON answer. Every way
-    /// this can fail becomes the problem our own client should see: 502
-    /// when the upstream is down or answers badly, 504 when it is too slow.
-    pub async fn get_json(
-        &self,
-        client: &awc::Client,
-        path: &str,
-    ) -> Result<serde_json::Value, Problem> {
-        let url = format!("{}{path}", self.url);
-        let span = telemetry::client_span(&Method::GET, &self.name, &url);
-        let call = async {
-            let mut request = client.get(&url);
-            // `traceparent`: the called service continues this trace.
-            telemetry::inject_trace_context(&span, request.headers_mut());
-            let mut response = request.send().await.map_err(|error| self.failed(error))?;
-            telemetry::record_status(&span, response.status());
-            if !response.status().is_success() {
-                // Pass on the upstream's own explanation, if it gave one.
-                let status = response.status();
-                let problem: Option<serde_json::Value> = response.json().await.ok();
-                let detail = problem.as_ref().and_then(|problem| problem["detail"].as_str());
-                let what = match detail {
-                    Some(detail) => format!("answered {status}: {detail}"),
-                    None => format!("answered {status}"),
-                };
-                let problem = self.bad_gateway(&what);
-                return Err(Problem { upstream_fault: is_failure(status), ..problem });
-            }
-            response.json().await.map_err(|error| {
-                self.bad_gateway(&format!("answered something that is not JSON ({error})"))
-            })
-        };
-        let answer =
-            match actix_web::rt::time::timeout(self.timeout, call.instrument(span.clone())).await {
-                Ok(answer) => answer,
-                Err(_) => Err(self.too_slow()),
-            };
-        if let Err(problem) = &answer
-            && problem.upstream_fault
-        {
-            telemetry::record_failure(&span, problem);
-        }
-        // On the call's span, in the trace: that is where the failure was.
-        answer.inspect_err(|problem| span.in_scope(|| warn!("{}", problem.detail)))
-    }
-
-    /// The problem for a call that did not get an answer at all.
-    pub fn failed(&self, error: SendRequestError) -> Problem {
-        let what = match &error {
-            SendRequestError::Connect(ConnectError::Io(io))
-                if io.kind() == io::ErrorKind::ConnectionRefused =>
-            {
-                "refused the connection: is it running?".to_string()
-            }
-            SendRequestError::Connect(ConnectError::Resolver(_)) => {
-                "cannot be found: is the host name in its URL right?".to_string()
-            }
-            SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
-                return self.too_slow();
-            }
-            _ => format!("failed: {error}"),
-        };
-        self.bad_gateway(&what)
-    }
-
-    fn bad_gateway(&self, what: &str) -> Problem {
-        let detail = format!("{} at {} {what}", self.name, self.url);
-        Problem { upstream_fault: true, ..Problem::new(StatusCode::BAD_GATEWAY, detail) }
-    }
-
-    fn too_slow(&self) -> Problem {
-        let timeout = humantime::format_duration(self.timeout);
-        let detail = format!("{} at {} did not answer within {timeout}", self.name, self.url);
-        Problem { upstream_fault: true, ..Problem::new(StatusCode::GATEWAY_TIMEOUT, detail) }
     }
 }

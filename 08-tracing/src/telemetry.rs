@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
 use opentelemetry::propagation::{Extractor, Injector};
@@ -48,7 +48,9 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::Problem;
+use awc::{ClientRequest, ClientResponse};
+
+use crate::CallError;
 
 /// Where spans go when `OTEL_EXPORTER_OTLP_ENDPOINT` (a variable every
 /// OpenTelemetry SDK reads) is not set: Jaeger's OTLP/HTTP port here.
@@ -344,40 +346,45 @@ pub async fn trace_id_header(
 }
 
 /// The client span of a call to another service, a child of the span of
-/// the request being served. Outside a request (a health check, say) there
-/// is no trace to add it to, and no span.
-pub fn client_span(method: &Method, service: &str, url: &str) -> Span {
+/// the request being served, and `traceparent` in the call's headers: the
+/// trace, and this span as the parent of the span the called service opens.
+/// Outside a request (a health check, say) there is no trace to add it to,
+/// and no span.
+pub fn client_span(request: &mut ClientRequest, service: &str) -> Span {
     if Span::current().is_none() {
         return Span::none();
     }
-    info_span!(
+    let method = request.get_method();
+    let span = info_span!(
         "call",
         otel.name = format!("{method} {service}"),
         otel.kind = "client",
         otel.status_code = Empty,
         otel.status_description = Empty,
         http.request.method = %method,
-        url.full = url,
+        url.full = %request.get_uri(),
         peer.service = service,
         http.response.status_code = Empty,
         error.type = Empty,
-    )
-}
-
-/// Records on a call's client span what kept the service from answering
-/// well: no answer at all, a timeout, a 5xx or garbage.
-pub fn record_failure(span: &Span, problem: &Problem) {
-    span.record("otel.status_code", "ERROR");
-    span.record("otel.status_description", problem.detail.as_str());
-}
-
-/// Adds `traceparent` to a call's headers: the trace, and `span` as the
-/// parent of the span the called service opens.
-pub fn inject_trace_context(span: &Span, headers: &mut HeaderMap) {
+    );
     let context = span.context();
     global::get_text_map_propagator(|propagator| {
-        propagator.inject_context(&context, &mut HeaderInjector(headers))
+        propagator.inject_context(&context, &mut HeaderInjector(request.headers_mut()))
     });
+    span
+}
+
+/// Records on a call's client span how it went: the status the service
+/// answered, or what kept it from answering (no answer at all, a timeout).
+pub fn record_outcome(span: &Span, outcome: &Result<ClientResponse, CallError>, service: &str) {
+    match outcome {
+        Ok(answer) => record_status(span, answer.status()),
+        Err(error) if error.is_upstream_fault() => {
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_description", format!("{service} {error}"));
+        }
+        Err(_) => {} // our own client's doing, not the service's
+    }
 }
 
 struct HeaderExtractor<'a>(&'a HeaderMap);

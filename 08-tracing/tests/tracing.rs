@@ -248,15 +248,16 @@ async fn every_request_is_one_trace_through_the_services_it_reaches() {
     for span in client_spans(&spans, "service1", "service2") {
         assert_eq!(span.attributes["http.response.status_code"], "500");
         assert_eq!(span.status, SpanStatus::Error);
-        // What went wrong is logged on the call that failed.
-        let events = span.events.join("\n");
-        assert!(events.contains("answered 500 Internal Server Error"), "{events}");
     }
     for service in ["service1", "gateway"] {
         let server = spans_of(&spans, service, SpanKind::Server)[0];
         assert_eq!(server.attributes["http.response.status_code"], "502");
         assert_eq!(server.status, SpanStatus::Error);
     }
+    // What went wrong is logged in the request that it failed.
+    let service1 = spans_of(&spans, "service1", SpanKind::Server)[0];
+    let events = service1.events.join("\n");
+    assert!(events.contains("answered 500 Internal Server Error"), "{events}");
 
     // Not one health check or registration was traced (no person asked for
     // them), though many were made while these traces came.

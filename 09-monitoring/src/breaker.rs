@@ -14,7 +14,9 @@ use failsafe::failure_policy::{ConsecutiveFailures, consecutive_failures};
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
-use crate::{Discovery, Problem, Upstream};
+use awc::ClientResponse;
+
+use crate::{CallError, Discovery, Problem, Upstream};
 
 /// How the circuit breakers behave (each option can also be set in the environment).
 #[derive(clap::Args, Debug, Clone)]
@@ -62,19 +64,19 @@ impl Breakers {
         Breakers { options, by_instance: Mutex::new(HashMap::new()) }
     }
 
-    /// The next instance of `service` to call, and leave to call it: one
-    /// whose circuit is open is passed over; when every one is, a 503 at
-    /// once, without a call.
+    /// The next instance of `service` to call, with leave to call it (its
+    /// `circuit`): one whose circuit is open is passed over; when every one
+    /// is, a 503 at once, without a call.
     pub async fn find(
         &self,
         discovery: &Discovery,
         client: &awc::Client,
         service: &str,
-    ) -> Result<(Upstream, Permit), Problem> {
+    ) -> Result<Upstream, Problem> {
         let mut refused = None;
         for instance in discovery.find_all(client, service).await? {
             match self.of(&instance).permit() {
-                Ok(permit) => return Ok((instance, permit)),
+                Ok(permit) => return Ok(Upstream { circuit: Some(Arc::new(permit)), ..instance }),
                 Err(open) => refused = Some(open),
             }
         }
@@ -173,18 +175,23 @@ impl Breaker {
     }
 }
 
-/// Leave to make one call. `record` says how it went; a permit dropped
-/// without a record (the caller found no instance to call, say) counts as
-/// nothing: it was not the service's failure.
+/// Leave to call an instance, carried by its `Upstream`: each call through
+/// it is recorded (`Upstream::call`); a permit dropped without a call counts
+/// as nothing.
 pub struct Permit {
     breaker: Arc<Breaker>,
     trial: bool,
 }
 
 impl Permit {
-    /// `failed`: refused or broken connection, timeout, 5xx. A 4xx is the
-    /// caller's mistake, not the service's, and counts as a success.
-    pub fn record(self, failed: bool) {
+    /// Counts one call through this circuit: a failure when the service is
+    /// to blame (no answer, too slow, a 5xx); an answer to a bad request
+    /// (4xx) is the caller's mistake, and counts as a success.
+    pub fn record(&self, outcome: &Result<ClientResponse, CallError>) {
+        let failed = match outcome {
+            Ok(answer) => answer.status().is_server_error(),
+            Err(error) => error.is_upstream_fault(),
+        };
         if failed {
             self.breaker.machine.on_error();
         } else {
@@ -199,11 +206,6 @@ impl Drop for Permit {
             self.breaker.trial_in_flight.store(false, Ordering::SeqCst);
         }
     }
-}
-
-/// Whether an answer from a service counts as its failure.
-pub fn is_failure(status: StatusCode) -> bool {
-    status.is_server_error()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

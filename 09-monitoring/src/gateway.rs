@@ -6,37 +6,29 @@
 //! service says, in one response, as JSON or XML. Every call to a service
 //! goes through that service's circuit breaker.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io;
 use std::net::TcpListener;
-use std::pin::Pin;
-use std::rc::Rc;
 use std::sync::Mutex;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use actix_web::body::{MessageBody, SizedStream};
+use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
-use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, Accept, Header as _, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::{Next, from_fn};
-use actix_web::web::Bytes;
 use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse, ResponseError, mime, web};
-use awc::error::SendRequestError;
-use futures_util::{Stream, StreamExt, future::join_all};
+use futures_util::future::join_all;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use quick_xml::escape::escape;
 use serde::Serialize;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
-use tracing::Instrument;
 
 use crate::{
-    Breakers, Check, Discovery, Health, HealthOverride, Problem, RegistrationOptions, monitoring,
-    telemetry,
+    Body, Breakers, CallError, Check, Discovery, ForwardedBody, Health, HealthOverride, Problem,
+    RegistrationOptions, Upstream, monitoring, telemetry,
 };
 use monitoring::Route;
 
@@ -204,8 +196,10 @@ async fn aggregate(
 ) -> Result<HttpResponse, Problem> {
     let mut services = gateway.discovery.services(&client).await?;
     services.retain(|service| service != NAME);
-    let answers =
-        join_all(services.iter().map(|service| ask(&gateway, &breakers, &client, service))).await;
+    let answers = join_all(
+        services.iter().map(|service| ask(&gateway.discovery, &breakers, &client, service)),
+    )
+    .await;
     let mut last_answers = gateway.last_answers.lock().expect("last answers");
     let parts: Vec<Part> = services
         .into_iter()
@@ -241,20 +235,17 @@ async fn aggregate(
 
 /// What one service answers at `/`, asked through discovery.
 async fn ask(
-    gateway: &Gateway,
+    discovery: &Discovery,
     breakers: &Breakers,
     client: &awc::Client,
     service: &str,
 ) -> Result<Value, Problem> {
-    let (instance, permit) = breakers.find(&gateway.discovery, client, service).await?;
-    let answer = instance.get_json(client, "/").await;
-    permit.record(answer.as_ref().is_err_and(Problem::is_upstream_fault));
-    answer
+    breakers.find(discovery, client, service).await?.get_json(client, "/").await
 }
 
 /// Content negotiation: the client says in `Accept` which representations
-/// it takes, best first. (The Node.js workshop looked at Content-Type, but
-/// that header describes the body a client sends, and a GET sends none.)
+/// it takes, best first. (Not Content-Type: that header describes the
+/// body a client sends, and a GET sends none.)
 fn prefers_xml(request: &HttpRequest) -> bool {
     let ranked = Accept::parse(request).map(|accept| accept.ranked()).unwrap_or_default();
     // The first of the types the gateway serves (or */*) decides.
@@ -349,12 +340,7 @@ async fn proxy(
     gateway: web::Data<Gateway>,
     breakers: web::Data<Breakers>,
 ) -> Result<HttpResponse, Problem> {
-    // "/api/service1/orders/7": service1, and "orders/7" for it.
-    let Some(path) = request.path().strip_prefix("/api/").filter(|path| !path.is_empty()) else {
-        return Err(no_route(&request));
-    };
-    let segments = decode_path(path)?;
-    let (name, rest) = segments.split_first().ok_or_else(|| no_route(&request))?;
+    let (name, path) = route(&request)?;
     // The request's span is named after the service, not the whole path:
     // "GET /api/service1", one name per service however many paths it has.
     telemetry::rename_request_span(
@@ -363,6 +349,20 @@ async fn proxy(
     );
     // And counted under that route, for Prometheus.
     request.extensions_mut().insert(Route("/api/{service}/{path}"));
+    let service = find_instance(&gateway, &breakers, &client, &name).await?;
+    let outgoing = client.request(request.method().clone(), format!("{}/{path}", service.url));
+    let forwarded = forward(&request, body, outgoing, &service, gateway.max_body_bytes).await;
+    forwarded.map_err(|error| service.problem(&error))
+}
+
+/// Which service a request is for, and the path (with the query) that the
+/// service will see: "/api/service1/orders/7?x=1" is service1's "orders/7?x=1".
+fn route(request: &HttpRequest) -> Result<(String, String), Problem> {
+    let Some(path) = request.path().strip_prefix("/api/").filter(|path| !path.is_empty()) else {
+        return Err(no_route(request));
+    };
+    let segments = decode_path(path)?;
+    let (name, rest) = segments.split_first().ok_or_else(|| no_route(request))?;
     if rest.first().is_some_and(|first| INTERNAL_PATHS.contains(&first.as_str())) {
         let detail = format!(
             "the gateway does not pass on calls to a service's own endpoints ({})",
@@ -370,108 +370,88 @@ async fn proxy(
         );
         return Err(Problem::new(StatusCode::NOT_FOUND, detail));
     }
-    // While the circuits of all its instances are open, answer at once: no call at all.
-    let (service, permit) = match breakers.find(&gateway.discovery, &client, name).await {
-        Ok(found) => found,
-        // No passing instance: is the service down (503), or is there no
-        // such service at all (404)?
-        Err(problem) if problem.status == StatusCode::SERVICE_UNAVAILABLE.as_u16() => {
-            // Listed lately: down for now (503, try again), not unknown. A
-            // registry that has just restarted lists nothing for a moment.
-            if gateway.discovery.listed_lately(name) {
-                return Err(problem);
-            }
-            let registered = gateway.discovery.services(&client).await?;
-            if registered.contains(name) {
-                return Err(problem);
-            }
-            let detail = format!(
-                "no service named {name} is registered; registered: {}",
-                registered.join(", ")
-            );
-            return Err(Problem::new(StatusCode::NOT_FOUND, detail));
-        }
+    let query = request.uri().query().map(|query| format!("?{query}")).unwrap_or_default();
+    Ok((name.clone(), format!("{}{query}", encode_path(rest))))
+}
+
+/// An instance of the service `name` to call. When none passes its checks:
+/// is the service down (503, try again), or is there no such service (404)?
+async fn find_instance(
+    gateway: &Gateway,
+    breakers: &Breakers,
+    client: &awc::Client,
+    name: &str,
+) -> Result<Upstream, Problem> {
+    // While the circuits of all its instances are open, a 503 at once: no call at all.
+    let problem = match breakers.find(&gateway.discovery, client, name).await {
+        Ok(instance) => return Ok(instance),
+        Err(problem) if problem.status == StatusCode::SERVICE_UNAVAILABLE.as_u16() => problem,
         Err(problem) => return Err(problem),
     };
-    let query = request.uri().query().map(|query| format!("?{query}")).unwrap_or_default();
-    let url = format!("{}/{}{query}", service.url, encode_path(rest));
-
-    let limit = gateway.max_body_bytes;
-    let too_large = || {
-        let detail = format!("the body is larger than the gateway's limit of {limit} bytes");
-        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, detail)
-    };
-    let content_length = request.headers().get(header::CONTENT_LENGTH);
-    let declared_length = content_length.and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared_length.is_some_and(|length| length > limit) {
-        return Err(too_large());
+    // Listed lately: down for now, not unknown. A registry that has just
+    // restarted lists nothing for a moment.
+    if gateway.discovery.listed_lately(name) {
+        return Err(problem);
     }
-    let header_bytes: usize =
-        request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
-    if header_bytes > MAX_HEADER_BYTES {
-        let detail =
-            format!("the headers are larger than the gateway's limit of {MAX_HEADER_BYTES} bytes");
-        return Err(Problem::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, detail));
+    let registered = gateway.discovery.services(client).await?;
+    if registered.iter().any(|service| service == name) {
+        return Err(problem);
     }
+    let registered = registered.join(", ");
+    let detail = format!("no service named {name} is registered; registered: {registered}");
+    Err(Problem::new(StatusCode::NOT_FOUND, detail))
+}
 
-    let mut outgoing = client.request(request.method().clone(), &url).timeout(service.timeout);
+/// Sends the client's request on as `outgoing`, through `service`'s one
+/// way out, and turns the service's answer into the gateway's.
+async fn forward(
+    request: &HttpRequest,
+    payload: web::Payload,
+    mut outgoing: awc::ClientRequest,
+    service: &Upstream,
+    max_body_bytes: u64,
+) -> Result<HttpResponse, CallError> {
+    let body = checked_body(request, payload, max_body_bytes)?;
     for (name, value) in end_to_end(request.headers()) {
         // The API key is for the gateway: it stops here. Host and length are the new request's.
         if ![header::AUTHORIZATION, header::HOST, header::CONTENT_LENGTH].contains(name) {
             outgoing = outgoing.append_header((name.clone(), value.clone()));
         }
     }
-    for (name, value) in forwarded_for(&request) {
+    for (name, value) in forwarded_for(request) {
         outgoing = outgoing.insert_header((name, value));
     }
-    // The call's span, and `traceparent` so that the service continues the trace.
-    let span = telemetry::client_span(request.method(), &service.name, &url);
-    telemetry::inject_trace_context(&span, outgoing.headers_mut());
-
-    // Count the body as it streams through (a client that sends more than
-    // the limit without saying so up front is cut off too), and note whose
-    // turn it was: a timeout while waiting for the client is not the service's.
-    let progress = Rc::new(Cell::new(BodyProgress::Flowing));
-    let body = ForwardedBody { payload: body, received: 0, limit, progress: progress.clone() };
-    let send = async {
-        match declared_length {
-            Some(length) => outgoing.send_body(SizedStream::new(length, body)).await,
-            None if request.headers().contains_key(header::TRANSFER_ENCODING) => {
-                outgoing.send_stream(body).await
-            }
-            None => outgoing.send().await, // no body
-        }
-    };
-    let started = Instant::now();
-    let sent = send.instrument(span.clone()).await;
-    let upstream = match (sent, progress.get()) {
-        (Ok(upstream), _) => upstream,
-        (Err(_), BodyProgress::OverLimit) => return Err(too_large()),
-        // The client's doing, not the service's: 408, and its circuit is left alone.
-        (Err(SendRequestError::Timeout), BodyProgress::WaitingForClient) => {
-            let timeout = humantime::format_duration(service.timeout);
-            let detail = format!("the request's body did not arrive within {timeout}");
-            return Err(Problem::new(StatusCode::REQUEST_TIMEOUT, detail));
-        }
-        (Err(error), _) => {
-            permit.record(true);
-            let problem = service.failed(error);
-            telemetry::record_failure(&span, &problem);
-            let timed_out = problem.status == StatusCode::GATEWAY_TIMEOUT.as_u16();
-            monitoring::record_call(&service.name, None, timed_out, started.elapsed());
-            return Err(problem);
-        }
-    };
-    permit.record(crate::is_failure(upstream.status()));
-    telemetry::record_status(&span, upstream.status());
-    monitoring::record_call(&service.name, Some(upstream.status()), false, started.elapsed());
-
-    let mut response = HttpResponse::build(upstream.status());
-    for (name, value) in end_to_end(upstream.headers()) {
+    let answer = service.call(outgoing, body).await?;
+    let mut response = HttpResponse::build(answer.status());
+    for (name, value) in end_to_end(answer.headers()) {
         response.append_header((name.clone(), value.clone()));
     }
     // The answer's body gets the same time again to arrive.
-    Ok(response.streaming(upstream.timeout(service.timeout)))
+    Ok(response.streaming(answer.timeout(service.timeout)))
+}
+
+/// The client's body, to be passed on as it arrives. What can be refused
+/// before any call is: a declared length over the limit, headers too large.
+fn checked_body(
+    request: &HttpRequest,
+    payload: web::Payload,
+    limit: u64,
+) -> Result<Body, CallError> {
+    let content_length = request.headers().get(header::CONTENT_LENGTH);
+    let declared_length = content_length.and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > limit) {
+        return Err(CallError::BodyTooLarge(limit));
+    }
+    let header_bytes: usize =
+        request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return Err(CallError::HeadersTooLarge(MAX_HEADER_BYTES));
+    }
+    let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
+    Ok(match declared_length {
+        None if !chunked => Body::Empty,
+        length => Body::Forwarded(ForwardedBody::new(payload, length, limit)),
+    })
 }
 
 /// A service's own endpoints, for the workshop's machinery rather than its
@@ -527,56 +507,6 @@ fn forwarded_for(request: &HttpRequest) -> [(HeaderName, HeaderValue); 3] {
         (HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("http")),
         (HeaderName::from_static("x-forwarded-host"), host.unwrap_or(EMPTY)),
     ]
-}
-
-/// Where a request's body was on its way through the gateway: passed on as
-/// fast as it came (or none), waited for from the client, or over the limit.
-#[derive(Clone, Copy)]
-enum BodyProgress {
-    Flowing,
-    WaitingForClient,
-    OverLimit,
-}
-
-/// The request's body on its way to the service: counted against the
-/// limit, and noting in `progress` whose turn it is.
-struct ForwardedBody {
-    payload: web::Payload,
-    received: u64,
-    limit: u64,
-    progress: Rc<Cell<BodyProgress>>,
-}
-
-impl Stream for ForwardedBody {
-    type Item = Result<Bytes, PayloadError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let polled = self.payload.poll_next_unpin(cx);
-        let progress = match &polled {
-            Poll::Pending => BodyProgress::WaitingForClient,
-            Poll::Ready(Some(Ok(chunk))) => {
-                self.received += chunk.len() as u64;
-                if self.received > self.limit {
-                    self.progress.set(BodyProgress::OverLimit);
-                    return Poll::Ready(Some(Err(PayloadError::Overflow)));
-                }
-                BodyProgress::Flowing
-            }
-            Poll::Ready(_) => BodyProgress::Flowing,
-        };
-        self.progress.set(progress);
-        polled
-    }
-}
-
-/// Dropped before all of it came (the call failed), the body is left to
-/// actix to discard. But actix stops reading while its buffer is full, until
-/// a read wakes it: one more read, or a client still sending waits for ever.
-impl Drop for ForwardedBody {
-    fn drop(&mut self) {
-        let mut anyone = Context::from_waker(futures_util::task::noop_waker_ref());
-        let _ = self.payload.poll_next_unpin(&mut anyone);
-    }
 }
 
 fn no_route(request: &HttpRequest) -> Problem {

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::events::{self, Id, Store, StoreOptions};
-use crate::{Check, Discovery, Health, HealthOverride, Problem, RegistrationOptions};
+use crate::{CallError, Check, Discovery, Health, HealthOverride, Problem, RegistrationOptions};
 
 pub const NAME: &str = "accounts";
 
@@ -113,12 +113,12 @@ async fn open(
     // The users service owns the users: ask it. (Users are never deleted,
     // so the answer cannot go stale before the account is written.)
     let users = discovery.find(&client, "users").await?;
-    match users.get_json(&client, &format!("/{}", account.user_id)).await {
-        Err(problem) if problem.upstream_answered(StatusCode::NOT_FOUND) => {
+    match users.read_json(&client, &format!("/{}", account.user_id)).await {
+        Err(CallError::Status(StatusCode::NOT_FOUND, _)) => {
             let detail = format!("no user has the id {}: create the user first", account.user_id);
             return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, detail));
         }
-        answer => answer?,
+        answer => answer.map_err(|error| users.problem(&error))?,
     };
     let account = store
         .write(move |db| {

@@ -100,6 +100,7 @@ impl Registration {
             name: "registry".to_string(),
             url: options.registry_url,
             timeout: Duration::from_secs(2),
+            circuit: None,
         };
         Registration { registry, id, entry, token: options.registry_token }
     }
@@ -155,7 +156,7 @@ impl Registration {
             Some(body) => request.send_json(body).await,
             None => request.send().await,
         };
-        let mut response = sent.map_err(|error| self.registry.failed(error))?;
+        let mut response = sent.map_err(|error| self.registry.problem(&error.into()))?;
         if response.status().is_success() {
             return Ok(());
         }
@@ -221,6 +222,7 @@ impl Discovery {
             name: "registry".to_string(),
             url: registry_url,
             timeout: Duration::from_secs(2),
+            circuit: None,
         };
         Discovery { registry, call_timeout, known: Mutex::new(HashMap::new()) }
     }
@@ -229,15 +231,16 @@ impl Discovery {
     /// there is none: 503 when none is registered and passing, 502 or 504
     /// when the registry cannot be asked (and nothing is remembered).
     pub async fn find(&self, client: &awc::Client, service: &str) -> Result<Upstream, Problem> {
-        let instance =
-            |url| Upstream { name: service.to_string(), url, timeout: self.call_timeout };
+        let (name, timeout) = (service.to_string(), self.call_timeout);
+        let instance = |url| Upstream { name: name.clone(), url, timeout, circuit: None };
         if let Some(url) = self.next_known(service, true) {
             debug!("{service} at {url}, from the instances the registry listed less than 1 s ago");
             return Ok(instance(url));
         }
         match self.ask_registry(client, service).await {
             Ok(urls) => {
-                debug!("the registry lists {} healthy instances of {service}", urls.len());
+                let instances = if urls.len() == 1 { "instance" } else { "instances" };
+                debug!("the registry lists {} healthy {instances} of {service}", urls.len());
                 let mut known = self.known.lock().expect("discovery cache");
                 // The turn goes on from where it was: starting again at the
                 // first instance on every refresh would send a caller that

@@ -15,11 +15,14 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse};
+use awc::ClientResponse;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::CallError;
 
 /// Histogram buckets for durations, in seconds: fine below 10 ms, where
 /// these services answer; every 50 ms or so up to 300 ms, where service1's
@@ -122,15 +125,16 @@ fn route_label(request: &HttpRequest) -> String {
 }
 
 /// Records a call to another service: how it ended and how long it took.
-/// `answered` is the status it answered, if it answered at all.
-pub fn record_call(upstream: &str, answered: Option<StatusCode>, timed_out: bool, took: Duration) {
-    let outcome = match answered {
-        Some(status) if status.is_success() => "2xx",
-        Some(status) if status.is_redirection() => "3xx",
-        Some(status) if status.is_client_error() => "4xx",
-        Some(_) => "5xx",
-        None if timed_out => "timeout",
-        None => "no_answer",
+pub fn record_call(upstream: &str, outcome: &Result<ClientResponse, CallError>, took: Duration) {
+    let outcome = match outcome {
+        Ok(answer) if answer.status().is_success() => "2xx",
+        Ok(answer) if answer.status().is_redirection() => "3xx",
+        Ok(answer) if answer.status().is_client_error() => "4xx",
+        Ok(_) => "5xx",
+        Err(CallError::TimedOut) => "timeout",
+        // Our own client's request was the trouble: the call was cut short.
+        Err(error) if !error.is_upstream_fault() => "aborted",
+        Err(_) => "no_answer",
     };
     let upstream = upstream.to_string();
     counter!("upstream_requests_total", "upstream" => upstream.clone(), "outcome" => outcome)

@@ -1,0 +1,304 @@
+//! Calls to other services. Each goes out through one function,
+//! [`Upstream::call`], with a deadline, and comes back as the answer or as a
+//! [`CallError`] that says what went wrong; [`Upstream::problem`] turns that
+//! into what our own client sees. One way out means one place to look when a
+//! call fails, and one place for each later pattern to plug in.
+
+use std::cell::Cell;
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use actix_web::body::SizedStream;
+use actix_web::http::StatusCode;
+use actix_web::web::{self, Bytes};
+use awc::error::{ConnectError, JsonPayloadError, PayloadError, SendRequestError};
+use awc::{ClientRequest, ClientResponse};
+use futures_util::{Stream, StreamExt};
+use serde_json::Value;
+use tracing::{Instrument, warn};
+
+use crate::{Permit, Problem, monitoring, telemetry};
+
+/// An HTTP client for calls to other services. Create one per worker
+/// thread and reuse it: it keeps connections open between calls, which is
+/// much cheaper than a new connection (and client) per request.
+pub fn http_client() -> awc::Client {
+    // No client-wide timeout: each call has its own deadline (`Upstream`).
+    awc::Client::builder().disable_timeout().finish()
+}
+
+/// A service that this one calls over HTTP: its name (for messages), where
+/// it answers, and how long a call to it may take, from connecting to the
+/// last byte of the answer. Without that deadline, one stuck service would
+/// leave every caller stuck too.
+#[derive(Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub url: String,
+    pub timeout: Duration,
+    /// The circuit breaker that let this call through (`breaker.rs`), if the
+    /// caller has one: it is told how every call went.
+    pub circuit: Option<Arc<Permit>>,
+}
+
+/// Why a call brought back no answer we can use.
+#[derive(Debug)]
+pub enum CallError {
+    /// Nothing listens at its address.
+    Refused,
+    /// Its host name does not resolve.
+    UnknownHost,
+    /// No whole answer within the deadline.
+    TimedOut,
+    /// The connection failed another way (reset, closed half-way).
+    Broken(String),
+    /// It answered with an error status, and its own explanation if it gave one.
+    Status(StatusCode, Option<String>),
+    /// It answered something that is not JSON.
+    NotJson(String),
+    /// The body our own client sent is over the limit (in bytes).
+    BodyTooLarge(u64),
+    /// The headers our own client sent are over the limit (in bytes).
+    HeadersTooLarge(usize),
+    /// Our own client sent its body too slowly: it was late, not the upstream.
+    ClientTooSlow,
+}
+
+impl CallError {
+    /// Whether the upstream is to blame: it is down, broken or too slow. An
+    /// answer it gave to a bad request (4xx), or our own client's body being
+    /// the trouble, is not its failure.
+    pub fn is_upstream_fault(&self) -> bool {
+        match self {
+            CallError::Refused | CallError::UnknownHost | CallError::TimedOut => true,
+            CallError::Broken(_) | CallError::NotJson(_) => true,
+            CallError::Status(status, _) => status.is_server_error(),
+            CallError::BodyTooLarge(_) | CallError::HeadersTooLarge(_) => false,
+            CallError::ClientTooSlow => false,
+        }
+    }
+}
+
+/// What went wrong, in words that follow the upstream's name.
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Refused => write!(f, "refused the connection: is it running?"),
+            CallError::UnknownHost => {
+                write!(f, "cannot be found: is the host name in its URL right?")
+            }
+            CallError::TimedOut => write!(f, "did not answer in time"),
+            CallError::Broken(why) => write!(f, "failed: {why}"),
+            CallError::Status(status, Some(detail)) => write!(f, "answered {status}: {detail}"),
+            CallError::Status(status, None) => write!(f, "answered {status}"),
+            CallError::NotJson(why) => write!(f, "answered something that is not JSON ({why})"),
+            CallError::BodyTooLarge(limit) => {
+                write!(f, "the body is larger than the gateway's limit of {limit} bytes")
+            }
+            CallError::HeadersTooLarge(limit) => {
+                write!(f, "the headers are larger than the gateway's limit of {limit} bytes")
+            }
+            CallError::ClientTooSlow => write!(f, "the request's body did not arrive in time"),
+        }
+    }
+}
+
+impl From<SendRequestError> for CallError {
+    fn from(error: SendRequestError) -> Self {
+        match error {
+            SendRequestError::Connect(ConnectError::Io(io))
+                if io.kind() == io::ErrorKind::ConnectionRefused =>
+            {
+                CallError::Refused
+            }
+            SendRequestError::Connect(ConnectError::Resolver(_)) => CallError::UnknownHost,
+            SendRequestError::Timeout | SendRequestError::Connect(ConnectError::Timeout) => {
+                CallError::TimedOut
+            }
+            other => CallError::Broken(other.to_string()),
+        }
+    }
+}
+
+impl From<JsonPayloadError> for CallError {
+    fn from(error: JsonPayloadError) -> Self {
+        match error {
+            // The deadline ran out while the answer was still arriving.
+            JsonPayloadError::Payload(PayloadError::Io(io))
+                if io.kind() == io::ErrorKind::TimedOut =>
+            {
+                CallError::TimedOut
+            }
+            other => CallError::NotJson(other.to_string()),
+        }
+    }
+}
+
+impl Upstream {
+    /// Sends `request`, and `body` after it, to the upstream, and waits for
+    /// its answer to begin. Every call to another service goes out here.
+    pub async fn call(
+        &self,
+        mut request: ClientRequest,
+        body: Body,
+    ) -> Result<ClientResponse, CallError> {
+        // A span for the call, in the caller's trace, which the service called continues.
+        let span = telemetry::client_span(&mut request, &self.name);
+        let started = Instant::now();
+        // The deadline covers the whole call, to the last byte of the answer:
+        // awc hands what is left of it on to the answer's body.
+        let outcome = body.send(request.timeout(self.timeout)).instrument(span.clone()).await;
+        if let Some(circuit) = &self.circuit {
+            circuit.record(&outcome);
+        }
+        telemetry::record_outcome(&span, &outcome, &self.name);
+        monitoring::record_call(&self.name, &outcome, started.elapsed());
+        outcome
+    }
+
+    /// GETs `path` from the upstream and reads its JSON answer.
+    pub async fn get_json(&self, client: &awc::Client, path: &str) -> Result<Value, Problem> {
+        self.read_json(client, path).await.map_err(|error| self.problem(&error))
+    }
+
+    /// The same, for a caller that acts on what went wrong: a 404, say.
+    pub async fn read_json(&self, client: &awc::Client, path: &str) -> Result<Value, CallError> {
+        let mut response =
+            self.call(client.get(format!("{}{path}", self.url)), Body::Empty).await?;
+        let status = response.status();
+        if !status.is_success() {
+            // Pass on the upstream's own explanation, if it gave one.
+            let problem: Option<Value> = response.json().await.ok();
+            let detail = problem.as_ref().and_then(|problem| problem["detail"].as_str());
+            return Err(CallError::Status(status, detail.map(str::to_string)));
+        }
+        Ok(response.json().await?)
+    }
+
+    /// What our own client sees of a failed call, and the line it leaves in
+    /// the log: 502 when the upstream is down or answers badly, 504 when it
+    /// is too slow; 413, 431 or 408 when our own client's request was the
+    /// trouble.
+    pub fn problem(&self, error: &CallError) -> Problem {
+        let upstream = format!("{} at {}", self.name, self.url);
+        let timeout = humantime::format_duration(self.timeout);
+        let problem = match error {
+            CallError::TimedOut => Problem::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("{upstream} did not answer within {timeout}"),
+            ),
+            CallError::ClientTooSlow => Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the request's body did not arrive within {timeout}"),
+            ),
+            CallError::BodyTooLarge(_) => {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string())
+            }
+            CallError::HeadersTooLarge(_) => {
+                Problem::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, error.to_string())
+            }
+            _ => Problem::new(StatusCode::BAD_GATEWAY, format!("{upstream} {error}")),
+        };
+        warn!("{}", problem.detail);
+        problem
+    }
+}
+
+/// What a call sends after its head.
+pub enum Body {
+    /// Nothing, as for a GET.
+    Empty,
+    /// A client's body, passed on by the gateway as it arrives.
+    Forwarded(ForwardedBody),
+}
+
+impl Body {
+    async fn send(self, request: ClientRequest) -> Result<ClientResponse, CallError> {
+        match self {
+            Body::Empty => Ok(request.send().await?),
+            Body::Forwarded(body) => body.send(request).await,
+        }
+    }
+}
+
+/// A client's body on its way to the upstream, never held whole: counted
+/// against a limit (a client that sends more than it said up front is cut
+/// off too), and noting whose turn it is, since a call that times out while
+/// waiting for the client is not the upstream's failure.
+pub struct ForwardedBody {
+    payload: web::Payload,
+    /// From Content-Length; none when the client sends it in chunks.
+    length: Option<u64>,
+    received: u64,
+    limit: u64,
+    progress: Rc<Cell<BodyProgress>>,
+}
+
+/// Where the body is: passed on as fast as it comes, waited for from the
+/// client, or over the limit.
+#[derive(Clone, Copy)]
+enum BodyProgress {
+    Flowing,
+    WaitingForClient,
+    OverLimit,
+}
+
+impl ForwardedBody {
+    pub fn new(payload: web::Payload, length: Option<u64>, limit: u64) -> Self {
+        let progress = Rc::new(Cell::new(BodyProgress::Flowing));
+        ForwardedBody { payload, length, received: 0, limit, progress }
+    }
+
+    async fn send(self, request: ClientRequest) -> Result<ClientResponse, CallError> {
+        let (progress, limit) = (self.progress.clone(), self.limit);
+        let sent = match self.length {
+            Some(length) => request.send_body(SizedStream::new(length, self)).await,
+            None => request.send_stream(self).await,
+        };
+        match (sent, progress.get()) {
+            (Ok(answer), _) => Ok(answer),
+            (Err(_), BodyProgress::OverLimit) => Err(CallError::BodyTooLarge(limit)),
+            (Err(SendRequestError::Timeout), BodyProgress::WaitingForClient) => {
+                Err(CallError::ClientTooSlow)
+            }
+            (Err(error), _) => Err(error.into()),
+        }
+    }
+}
+
+impl Stream for ForwardedBody {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.payload.poll_next_unpin(cx);
+        let progress = match &polled {
+            Poll::Pending => BodyProgress::WaitingForClient,
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.received += chunk.len() as u64;
+                if self.received > self.limit {
+                    self.progress.set(BodyProgress::OverLimit);
+                    return Poll::Ready(Some(Err(PayloadError::Overflow)));
+                }
+                BodyProgress::Flowing
+            }
+            Poll::Ready(_) => BodyProgress::Flowing,
+        };
+        self.progress.set(progress);
+        polled
+    }
+}
+
+/// Dropped before all of it came (the call failed), the body is left to
+/// actix to discard. But actix stops reading while its buffer is full, until
+/// a read wakes it: one more read, or a client still sending waits for ever.
+impl Drop for ForwardedBody {
+    fn drop(&mut self) {
+        let mut anyone = Context::from_waker(futures_util::task::noop_waker_ref());
+        let _ = self.payload.poll_next_unpin(&mut anyone);
+    }
+}
