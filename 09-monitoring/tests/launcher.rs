@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 
-use binary::{PATIENCE, spawn};
+use support::binary::{next_line_with, spawn};
+use support::{PATIENCE, request};
 use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-mod binary;
+mod support;
 
 /// The binary, running, with its stdout and stderr read line by line.
 struct Running {
@@ -34,20 +35,7 @@ impl Running {
         if let Some(line) = self.seen.iter().find(|line| line.contains(text)) {
             return line.clone();
         }
-        let found = timeout(PATIENCE, async {
-            while let Some(line) = self.lines.recv().await {
-                self.seen.push(line.clone());
-                if line.contains(text) {
-                    return Some(line);
-                }
-            }
-            None
-        })
-        .await;
-        match found {
-            Ok(Some(line)) => line,
-            _ => panic!("no line with {text:?}; the output was:\n{}", self.seen.join("\n")),
-        }
+        next_line_with(&mut self.lines, &mut self.seen, text).await
     }
 
     /// Waits until `service` says where it listens; returns its URL and pid.
@@ -152,12 +140,7 @@ async fn the_launcher_starts_every_service_and_stops_them_all_on_ctrl_c() {
     // its check interval): until then, service1's part is an error.
     let deadline = std::time::Instant::now() + PATIENCE;
     let aggregate = loop {
-        let mut response = awc::Client::default()
-            .get(&gateway_url)
-            .insert_header(("authorization", "Bearer workshop-key"))
-            .send()
-            .await
-            .unwrap();
+        let mut response = request("GET", &gateway_url).send().await.unwrap();
         let body = String::from_utf8_lossy(&response.body().await.unwrap()).to_string();
         if body.contains(r#"{"service":"service1","answer""#)
             || std::time::Instant::now() > deadline
@@ -362,12 +345,7 @@ async fn the_gateway_routes_around_an_instance_that_stopped_or_was_killed() {
     // Each of the three gets a share of the calls through the gateway.
     let through_gateway = format!("{gateway_url}/api/service2/");
     let call = || async {
-        let response = awc::Client::default()
-            .get(&through_gateway)
-            .insert_header(("authorization", "Bearer workshop-key"))
-            .send()
-            .await
-            .unwrap();
+        let response = request("GET", &through_gateway).send().await.unwrap();
         response.status()
     };
     for _ in 0..6 {

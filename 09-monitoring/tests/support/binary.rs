@@ -1,22 +1,18 @@
 //! The step's binary, run by the tests that need its services in processes
 //! of their own, as a learner runs them.
 
-#![allow(dead_code)] // each test file uses some of it
-
 use std::net::TcpListener;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
-use step09_monitoring::gateway::WORKSHOP_KEY;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-const PROGRAM: &str = env!("CARGO_BIN_EXE_step09-monitoring");
+use super::{PATIENCE, request};
 
-/// The longest any test waits for something to happen.
-pub const PATIENCE: Duration = Duration::from_secs(30);
+const PROGRAM: &str = env!("CARGO_BIN_EXE_step09-monitoring");
 
 /// `n` ports free a moment ago, all different: each is held until all are
 /// chosen.
@@ -60,18 +56,31 @@ pub fn spawn(args: &[&str], env: &[(&str, String)]) -> (Child, mpsc::UnboundedRe
 /// Waits for a line that contains `text`; every line read on the way.
 pub async fn lines_until(lines: &mut mpsc::UnboundedReceiver<String>, text: &str) -> Vec<String> {
     let mut seen = Vec::new();
+    next_line_with(lines, &mut seen, text).await;
+    seen
+}
+
+/// Waits for a line that contains `text`, and returns it; it and every
+/// line read on the way are added to `seen`, which a failure shows.
+pub async fn next_line_with(
+    lines: &mut mpsc::UnboundedReceiver<String>,
+    seen: &mut Vec<String>,
+    text: &str,
+) -> String {
     let found = tokio::time::timeout(PATIENCE, async {
         while let Some(line) = lines.recv().await {
             seen.push(line.clone());
             if line.contains(text) {
-                return true;
+                return Some(line);
             }
         }
-        false
+        None
     })
     .await;
-    assert!(found == Ok(true), "no line with {text:?} in:\n{}", seen.join("\n"));
-    seen
+    match found {
+        Ok(Some(line)) => line,
+        _ => panic!("no line with {text:?}; the output was:\n{}", seen.join("\n")),
+    }
 }
 
 /// The whole step, run by the launcher on free ports (the registry's, the
@@ -90,7 +99,7 @@ pub async fn start_step(env: &[(&str, String)]) -> (Child, Vec<u16>) {
     let url = format!("http://127.0.0.1:{}/api/service1/", ports[1]);
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let answer = awc::Client::default().get(&url).bearer_auth(WORKSHOP_KEY).send().await;
+        let answer = request("GET", &url).send().await;
         if answer.is_ok_and(|answer| answer.status() == StatusCode::OK) {
             return (launcher, ports);
         }
