@@ -70,14 +70,13 @@ struct Gateway {
     api_key: String,
     discovery: Discovery,
     max_body_bytes: u64,
-    /// Each service's last answer at `/`, and when: the fallback when it cannot answer.
-    last_answers: Mutex<HashMap<String, (Value, Instant)>>,
+    last_answers: LastAnswers,
 }
 
 pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     let api_key = choose_api_key(&listener, options.api_key)?;
     let discovery = Discovery::new(options.registration.registry_url, options.upstream_timeout);
-    let last_answers = Mutex::default();
+    let last_answers = LastAnswers::default();
     let max_body_bytes = options.max_body_bytes;
     let gateway = web::Data::new(Gateway { api_key, discovery, max_body_bytes, last_answers });
     let breakers = web::Data::new(Breakers::new(options.breaker));
@@ -199,28 +198,11 @@ async fn aggregate(
         services.iter().map(|service| ask(&gateway.discovery, &breakers, &client, service)),
     )
     .await;
-    let mut last_answers = gateway.last_answers.lock().expect("last answers");
     let parts: Vec<Part> = services
         .into_iter()
         .zip(answers)
-        .map(|(service, answer)| match answer {
-            Ok(answer) => {
-                last_answers.insert(service.clone(), (answer.clone(), Instant::now()));
-                Part { service, answer: Some(answer), error: None, fallback: None }
-            }
-            // Better the last answer, marked as such, than none.
-            Err(problem) => match last_answers.get(&service) {
-                Some((answer, at)) => {
-                    let age = at.elapsed().as_secs();
-                    let why =
-                        format!("{}; this is its last answer, from {age} s ago", problem.detail);
-                    Part { service, answer: Some(answer.clone()), error: None, fallback: Some(why) }
-                }
-                None => Part { service, answer: None, error: Some(problem), fallback: None },
-            },
-        })
+        .map(|(service, answer)| gateway.last_answers.part(service, answer))
         .collect();
-    drop(last_answers);
 
     let mut response = HttpResponse::Ok();
     // The answer depends on Accept: caches must keep one copy per value.
@@ -240,6 +222,34 @@ async fn ask(
     service: &str,
 ) -> Result<Value, Problem> {
     breakers.find(discovery, client, service).await?.get_json(client, "/").await
+}
+
+/// Each service's last answer at `/`, and when: the fallback for when it
+/// cannot answer now (its circuit is open, say).
+#[derive(Default)]
+struct LastAnswers(Mutex<HashMap<String, (Value, Instant)>>);
+
+impl LastAnswers {
+    /// `service`'s part of the aggregate: its answer, which is remembered;
+    /// or, when it has none, its last one marked as such (better than none).
+    fn part(&self, service: String, answer: Result<Value, Problem>) -> Part {
+        let mut last_answers = self.0.lock().expect("last answers");
+        match answer {
+            Ok(answer) => {
+                last_answers.insert(service.clone(), (answer.clone(), Instant::now()));
+                Part { service, answer: Some(answer), error: None, fallback: None }
+            }
+            Err(problem) => match last_answers.get(&service) {
+                Some((answer, at)) => {
+                    let age = at.elapsed().as_secs();
+                    let why =
+                        format!("{}; this is its last answer, from {age} s ago", problem.detail);
+                    Part { service, answer: Some(answer.clone()), error: None, fallback: Some(why) }
+                }
+                None => Part { service, answer: None, error: Some(problem), fallback: None },
+            },
+        }
+    }
 }
 
 /// Content negotiation: the client says in `Accept` which representations
