@@ -383,7 +383,7 @@ async fn ctrl_c_in_a_terminal_stops_the_services_before_the_registry() {
     step.listening("gateway").await;
     let catalog = format!("{}/v1/catalog/services", ports[1].1);
     wait_for_body(&catalog, |body| body == r#"{"gateway":[],"service1":[],"service2":[]}"#).await;
-    // The launcher leads a process group of its own (see `Running::start`).
+    // The launcher leads a process group of its own (see `support::binary::spawn`).
     send_signal("INT", format!("-{}", step.process.id().unwrap()));
     assert!(step.exit_status().await.success());
     let output = step.rest_of_output().await;

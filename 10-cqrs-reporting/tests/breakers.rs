@@ -7,26 +7,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::Server;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use common::{breaker_options, register_passing, registration};
 use serde_json::{Value, json};
-use step10_cqrs_reporting::{gateway, registry, service1, service2};
+use step10_cqrs_reporting::{registry, service2};
+use support::{PATIENCE, register_passing, request, start, start_gateway_with, start_service1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
-mod common;
-
-/// The longest any test waits for something to happen.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-fn start(server: impl FnOnce(TcpListener) -> std::io::Result<Server>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    actix_web::rt::spawn(server(listener).unwrap());
-    url
-}
+mod support;
 
 /// A stand-in for a service: answers every call with the status the test
 /// sets, counts the calls that reach it, and can hold a call until told.
@@ -82,34 +71,9 @@ impl Fake {
     }
 }
 
-/// A registry, `instances` registered as service2, and a gateway.
-async fn start_gateway(instances: &[&str]) -> (String, String) {
-    let registry_url = start(registry::server);
-    for url in instances {
-        register_passing(&registry_url, "service2", url).await;
-    }
-    let gateway_url = start(|listener| {
-        let options = gateway::Options {
-            port: 0,
-            api_key: None,
-            upstream_timeout: Duration::from_millis(300),
-            max_body_bytes: 1024,
-            registration: registration(&registry_url),
-            breaker: breaker_options(),
-        };
-        gateway::server(listener, options)
-    });
-    (gateway_url, registry_url)
-}
-
 /// GETs `path` from the gateway with the workshop key: status, Retry-After, body.
 async fn call(gateway_url: &str, path: &str) -> (StatusCode, Option<String>, Value) {
-    let mut response = awc::Client::default()
-        .get(format!("{gateway_url}{path}"))
-        .insert_header(("authorization", "Bearer workshop-key"))
-        .send()
-        .await
-        .unwrap();
+    let mut response = request("GET", &format!("{gateway_url}{path}")).send().await.unwrap();
     let retry_after =
         response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
     let body = response.body().await.unwrap();
@@ -145,7 +109,7 @@ async fn call_until_let_through(gateway_url: &str, path: &str) -> StatusCode {
 async fn failures_in_a_row_open_the_circuit_and_then_no_call_is_made() {
     let fake = Fake::start();
     fake.answer(500);
-    let (gateway_url, _) = start_gateway(&[&fake.url]).await;
+    let gateway_url = start_gateway_with(&[("service2", &fake.url)]).await;
 
     for _ in 0..3 {
         assert_eq!(call(&gateway_url, "/api/service2/").await.0, StatusCode::INTERNAL_SERVER_ERROR);
@@ -170,7 +134,7 @@ async fn failures_in_a_row_open_the_circuit_and_then_no_call_is_made() {
 async fn answers_4xx_are_the_callers_fault_and_do_not_count() {
     let fake = Fake::start();
     fake.answer(404);
-    let (gateway_url, _) = start_gateway(&[&fake.url]).await;
+    let gateway_url = start_gateway_with(&[("service2", &fake.url)]).await;
     for _ in 0..6 {
         assert_eq!(call(&gateway_url, "/api/service2/nothing").await.0, StatusCode::NOT_FOUND);
     }
@@ -183,7 +147,7 @@ async fn timeouts_count_as_failures() {
     // Accepts connections, never answers.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_url = format!("http://{}", silent.local_addr().unwrap());
-    let (gateway_url, _) = start_gateway(&[&silent_url]).await;
+    let gateway_url = start_gateway_with(&[("service2", &silent_url)]).await;
     for _ in 0..3 {
         assert_eq!(call(&gateway_url, "/api/service2/").await.0, StatusCode::GATEWAY_TIMEOUT);
     }
@@ -194,7 +158,7 @@ async fn timeouts_count_as_failures() {
 async fn a_successful_trial_closes_the_circuit_and_a_failed_one_opens_it_longer() {
     let fake = Fake::start();
     fake.answer(500);
-    let (gateway_url, _) = start_gateway(&[&fake.url]).await;
+    let gateway_url = start_gateway_with(&[("service2", &fake.url)]).await;
     for _ in 0..3 {
         call(&gateway_url, "/api/service2/").await;
     }
@@ -218,7 +182,7 @@ async fn a_successful_trial_closes_the_circuit_and_a_failed_one_opens_it_longer(
 async fn while_half_open_only_one_trial_call_goes_through() {
     let fake = Fake::start();
     fake.answer(500);
-    let (gateway_url, _) = start_gateway(&[&fake.url]).await;
+    let gateway_url = start_gateway_with(&[("service2", &fake.url)]).await;
     for _ in 0..3 {
         call(&gateway_url, "/api/service2/").await;
     }
@@ -253,7 +217,7 @@ async fn while_half_open_only_one_trial_call_goes_through() {
 #[actix_web::test]
 async fn root_falls_back_to_the_last_answer_and_says_so() {
     let fake = Fake::start();
-    let (gateway_url, _) = start_gateway(&[&fake.url]).await;
+    let gateway_url = start_gateway_with(&[("service2", &fake.url)]).await;
     let (status, _, fresh) = call(&gateway_url, "/").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
@@ -279,7 +243,8 @@ async fn an_instance_whose_circuit_is_open_is_passed_over_for_the_others() {
     let broken = Fake::start();
     broken.answer(500);
     let healthy = Fake::start();
-    let (gateway_url, _) = start_gateway(&[&broken.url, &healthy.url]).await;
+    let gateway_url =
+        start_gateway_with(&[("service2", &broken.url), ("service2", &healthy.url)]).await;
     // In turn: the broken instance fails three times, and its circuit opens.
     let deadline = Instant::now() + PATIENCE;
     while broken.calls() < 3 {
@@ -300,7 +265,7 @@ async fn an_instance_whose_circuit_is_open_is_passed_over_for_the_others() {
 #[actix_web::test]
 async fn a_client_that_sends_its_body_too_slowly_gets_408_and_opens_no_circuit() {
     let fake = Fake::start();
-    let (gateway_url, _) = start_gateway(&[&fake.url]).await;
+    let gateway_url = start_gateway_with(&[("service2", &fake.url)]).await;
     let address = gateway_url.trim_start_matches("http://");
     // Three clients announce a body and stop after its first byte.
     let mut clients = Vec::new();
@@ -332,16 +297,7 @@ async fn service2_fails_on_purpose_and_trips_service1s_circuit() {
 
     let registry_url = start(registry::server);
     register_passing(&registry_url, "service2", &service2_url).await;
-    let service1_url = start(|listener| {
-        let options = service1::Options {
-            port: 0,
-            service2_timeout: Duration::from_secs(1),
-            random_delay: Duration::ZERO,
-            registration: registration(&registry_url),
-            breaker: breaker_options(),
-        };
-        service1::server(listener, options)
-    });
+    let service1_url = start_service1(&registry_url, Duration::from_secs(1));
     let client = awc::Client::default();
     // Each request makes two calls to service2, and each call counts: the
     // third failure in a row, in the second request, opens the circuit.

@@ -7,21 +7,22 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use step10_cqrs_reporting::gateway::WORKSHOP_KEY;
 use tokio::process::Child;
 use tokio::sync::mpsc;
 
-use binary::{PATIENCE, free_ports, lines_until, spawn, start_step};
+#[cfg(unix)]
+use support::binary::send_signal;
+use support::binary::{free_ports, lines_until, scratch_data_dir, spawn, start_step};
+use support::{PATIENCE, request};
 
-mod binary;
+mod support;
 
 /// A folder for the databases of one test, gone when it ends.
 struct DataDir(PathBuf);
 
 impl DataDir {
     fn new(test: &str) -> DataDir {
-        let folder = format!("{test}-{}", free_ports(1)[0]);
-        DataDir(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(folder))
+        DataDir(scratch_data_dir(test))
     }
 
     fn env(&self) -> (&'static str, String) {
@@ -58,7 +59,7 @@ async fn get(url: &str) -> (u16, Value) {
 async fn wait_for(url: &str, status: u16, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let answer = awc::Client::default().get(url).bearer_auth(WORKSHOP_KEY).send().await;
+        let answer = request("GET", url).send().await;
         if let Ok(mut response) = answer {
             let body = response.json().await.unwrap_or_default();
             if response.status() == status && done(&body) {
@@ -80,11 +81,7 @@ async fn wait_for_health(url: &str, status: u16, text: &str) -> Value {
 /// and waits until it has.
 async fn stop(child: &mut Child) {
     #[cfg(unix)]
-    {
-        let pid = child.id().expect("still running").to_string();
-        let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success(), "kill -TERM {pid} failed");
-    }
+    send_signal("TERM", child.id().expect("still running"));
     #[cfg(not(unix))]
     child.start_kill().unwrap();
     let stopped = tokio::time::timeout(PATIENCE, child.wait()).await;

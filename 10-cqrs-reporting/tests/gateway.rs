@@ -4,51 +4,19 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use actix_web::dev::Server;
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use common::{breaker_options, register_passing, registration};
 use serde_json::{Value, json};
 use step10_cqrs_reporting::gateway::{self, WORKSHOP_KEY};
-use step10_cqrs_reporting::{registry, service1, service2};
-
-mod common;
+use step10_cqrs_reporting::{registry, service2};
+use support::{
+    PATIENCE, gateway_options, header, nothing_listening, register_passing, request, start,
+    start_gateway, start_gateway_with, start_service1,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Starts a server on a free port and returns its base URL.
-fn start(server: impl FnOnce(TcpListener) -> std::io::Result<Server>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    actix_web::rt::spawn(server(listener).unwrap());
-    url
-}
-
-/// A gateway finding services in the registry at `registry_url`.
-fn options(registry_url: &str) -> gateway::Options {
-    gateway::Options {
-        port: 0,
-        api_key: None,
-        upstream_timeout: Duration::from_millis(300),
-        max_body_bytes: 64,
-        registration: registration(registry_url),
-        breaker: breaker_options(),
-    }
-}
-
-fn start_gateway(options: gateway::Options) -> String {
-    start(|listener| gateway::server(listener, options))
-}
-
-/// A registry where each `(service, url)` is a passing instance, and a
-/// gateway finding them there; returns the gateway's URL.
-async fn start_gateway_with(instances: &[(&str, &str)]) -> String {
-    let registry_url = start(registry::server);
-    for (service, url) in instances {
-        register_passing(&registry_url, service, url).await;
-    }
-    start_gateway(options(&registry_url))
-}
+mod support;
 
 /// The whole step: a registry, service2, service1 finding it, and the
 /// gateway finding both.
@@ -56,18 +24,9 @@ async fn start_step() -> String {
     let registry_url = start(registry::server);
     let service2_url = start(service2::server);
     register_passing(&registry_url, "service2", &service2_url).await;
-    let service1_url = start(|listener| {
-        let options = service1::Options {
-            port: 0,
-            service2_timeout: Duration::from_secs(2),
-            random_delay: Duration::ZERO,
-            registration: registration(&registry_url),
-            breaker: breaker_options(),
-        };
-        service1::server(listener, options)
-    });
+    let service1_url = start_service1(&registry_url, Duration::from_secs(2));
     register_passing(&registry_url, "service1", &service1_url).await;
-    start_gateway(options(&registry_url))
+    start_gateway(gateway_options(&registry_url))
 }
 
 /// A stand-in for a service that answers with what it received.
@@ -92,25 +51,6 @@ async fn echo(request: HttpRequest, body: Bytes) -> HttpResponse {
         "body": String::from_utf8_lossy(&body),
         "headers": headers,
     }))
-}
-
-/// A URL where nothing listens: a port free a moment ago, below the range
-/// the OS hands out for port 0 (32768 and up on Linux, 49152 and up
-/// elsewhere), so that no server another test starts meanwhile can get it.
-fn nothing_listening() -> String {
-    let free = (20000..30000).find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok());
-    format!("http://127.0.0.1:{}", free.expect("a free port from 20000 to 29999"))
-}
-
-/// A request to the gateway with the workshop's key.
-fn request(method: &str, url: &str) -> awc::ClientRequest {
-    awc::Client::default()
-        .request(method.parse().unwrap(), url)
-        .insert_header(("authorization", format!("Bearer {WORKSHOP_KEY}")))
-}
-
-fn header<'a, S>(response: &'a awc::ClientResponse<S>, name: &str) -> Option<&'a str> {
-    response.headers().get(name).and_then(|value| value.to_str().ok())
 }
 
 async fn text<S>(response: &mut awc::ClientResponse<S>) -> String
@@ -172,7 +112,7 @@ async fn the_bearer_scheme_is_case_insensitive() {
 
 #[actix_web::test]
 async fn a_key_of_its_own_replaces_the_workshop_key() {
-    let mut options = options(&start(registry::server));
+    let mut options = gateway_options(&start(registry::server));
     options.api_key = Some("s3cret".to_string());
     let gateway = start_gateway(options);
     let with_workshop_key = request("GET", &format!("{gateway}/")).send().await.unwrap();
@@ -189,7 +129,7 @@ async fn a_key_of_its_own_replaces_the_workshop_key() {
 #[test]
 fn the_gateway_refuses_to_start_on_a_public_address_without_a_key() {
     let listener = TcpListener::bind("0.0.0.0:0").unwrap();
-    let Err(error) = gateway::server(listener, options("http://a")) else {
+    let Err(error) = gateway::server(listener, gateway_options("http://a")) else {
         panic!("the gateway started on 0.0.0.0 with the public workshop key");
     };
     assert!(error.to_string().contains("no API key of its own"), "{error}");
@@ -199,7 +139,7 @@ fn the_gateway_refuses_to_start_on_a_public_address_without_a_key() {
 #[actix_web::test]
 async fn the_gateway_starts_on_a_public_address_with_a_key() {
     let listener = TcpListener::bind("0.0.0.0:0").unwrap();
-    let mut options = options("http://a");
+    let mut options = gateway_options("http://a");
     options.api_key = Some("s3cret".to_string());
     assert!(gateway::server(listener, options).is_ok());
 }
@@ -368,7 +308,7 @@ async fn a_service_listed_lately_is_a_503_not_a_404_while_the_registry_forgets_i
     let registry_url = start(registry::server);
     let echo = start_echo();
     register_passing(&registry_url, "service1", &echo).await;
-    let gateway = start_gateway(options(&registry_url));
+    let gateway = start_gateway(gateway_options(&registry_url));
     assert_eq!(
         request("GET", &format!("{gateway}/api/service1/")).send().await.unwrap().status(),
         StatusCode::CREATED
@@ -378,7 +318,7 @@ async fn a_service_listed_lately_is_a_503_not_a_404_while_the_registry_forgets_i
     let forgotten = format!("{registry_url}/v1/agent/service/deregister/{id}");
     awc::Client::default().put(forgotten).send().await.unwrap();
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + PATIENCE;
     let response = loop {
         let response = request("GET", &format!("{gateway}/api/service1/")).send().await.unwrap();
         if response.status() != StatusCode::CREATED {
@@ -399,7 +339,7 @@ async fn a_client_still_sending_its_body_gets_the_answer_and_is_not_left_waiting
     let silent_url = format!("http://{}", silent.local_addr().unwrap());
     let registry_url = start(registry::server);
     register_passing(&registry_url, "service1", &silent_url).await;
-    let mut options = options(&registry_url);
+    let mut options = gateway_options(&registry_url);
     options.max_body_bytes = 64 * 1024 * 1024;
     let gateway = start_gateway(options);
     let mut client =
@@ -417,7 +357,7 @@ async fn a_client_still_sending_its_body_gets_the_answer_and_is_not_left_waiting
         client.read_exact(&mut answer).await.unwrap();
         String::from_utf8_lossy(&answer).to_string()
     };
-    let answer = actix_web::rt::time::timeout(Duration::from_secs(30), exchange)
+    let answer = actix_web::rt::time::timeout(PATIENCE, exchange)
         .await
         .expect("the client was left waiting");
     assert!(answer.starts_with("HTTP/1.1 504 Gateway Timeout"), "{answer}");
@@ -547,7 +487,7 @@ async fn an_unknown_service_is_a_404_and_one_with_no_passing_instance_a_503() {
         .send_json(&critical)
         .await
         .unwrap();
-    let gateway = start_gateway(options(&registry_url));
+    let gateway = start_gateway(gateway_options(&registry_url));
 
     let mut response = request("GET", &format!("{gateway}/api/servce3/x")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);

@@ -5,32 +5,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::Server;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use common::{breaker_options, register, register_passing, registration};
 use serde_json::{Value, json};
-use step10_cqrs_reporting::{gateway, registry, service1, service2};
+use step10_cqrs_reporting::{registry, service2};
+use support::{
+    PATIENCE, gateway_options, get, nothing_listening, register, register_passing, request, start,
+    start_gateway, start_service1,
+};
 
-mod common;
-
-/// The longest any test waits for something to happen.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-fn start(server: impl FnOnce(TcpListener) -> std::io::Result<Server>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    actix_web::rt::spawn(server(listener).unwrap());
-    url
-}
-
-/// A URL where nothing listens: a port free a moment ago, below the range
-/// the OS hands out for port 0 (32768 and up on Linux, 49152 and up
-/// elsewhere), so that no server another test starts meanwhile can get it.
-fn nothing_listening() -> String {
-    let free = (20000..30000).find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok());
-    format!("http://127.0.0.1:{}", free.expect("a free port from 20000 to 29999"))
-}
+mod support;
 
 /// An instance whose `/healthz` answers whatever status the test sets.
 struct Switchable {
@@ -67,15 +51,6 @@ async fn register_checked(registry_url: &str, service: &str, url: &str) {
     register(registry_url, service, url, check).await;
 }
 
-/// GETs `url`: status, content type, JSON body.
-async fn get(url: &str) -> (StatusCode, String, Value) {
-    let mut response = awc::Client::default().get(url).send().await.unwrap();
-    let content_type =
-        response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
-    let body = response.body().await.unwrap();
-    (response.status(), content_type.unwrap_or_default(), serde_json::from_slice(&body).unwrap())
-}
-
 /// Waits until the registry reports `status` for the check of the
 /// instance `id`, once it has run (a new check is critical, with no
 /// output, until then), and returns the check.
@@ -91,33 +66,6 @@ async fn wait_for_check(registry_url: &str, service: &str, id: &str, status: &st
         assert!(Instant::now() < deadline, "{id} never became {status}; last: {check}");
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn start_gateway(registry_url: &str) -> String {
-    start(|listener| {
-        let options = gateway::Options {
-            port: 0,
-            api_key: None,
-            upstream_timeout: Duration::from_secs(1),
-            max_body_bytes: 1024,
-            registration: registration(registry_url),
-            breaker: breaker_options(),
-        };
-        gateway::server(listener, options)
-    })
-}
-
-fn start_service1(registry_url: &str) -> String {
-    start(|listener| {
-        let options = service1::Options {
-            port: 0,
-            service2_timeout: Duration::from_secs(2),
-            random_delay: Duration::ZERO,
-            registration: registration(registry_url),
-            breaker: breaker_options(),
-        };
-        service1::server(listener, options)
-    })
 }
 
 #[actix_web::test]
@@ -161,7 +109,7 @@ async fn health_set_by_hand_fails_or_warns_until_cleared() {
 async fn service1_with_service2_down_is_degraded_not_failed() {
     let registry_url = start(registry::server);
     register_passing(&registry_url, "service2", &nothing_listening()).await;
-    let service1_url = start_service1(&registry_url);
+    let service1_url = start_service1(&registry_url, Duration::from_secs(2));
 
     let (status, _, health) = get(&format!("{service1_url}/healthz")).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
@@ -181,7 +129,7 @@ async fn a_hung_dependency_cannot_hang_the_health_endpoint() {
     let silent_url = format!("http://{}", silent.local_addr().unwrap());
     let registry_url = start(registry::server);
     register_passing(&registry_url, "service2", &silent_url).await;
-    let service1_url = start_service1(&registry_url);
+    let service1_url = start_service1(&registry_url, Duration::from_secs(2));
 
     let healthz = format!("{service1_url}/healthz");
     let answered = actix_web::rt::time::timeout(PATIENCE, get(&healthz)).await;
@@ -195,14 +143,14 @@ async fn a_hung_dependency_cannot_hang_the_health_endpoint() {
 #[actix_web::test]
 async fn without_a_registry_service1_and_the_gateway_warn() {
     let registry_url = nothing_listening();
-    let service1_url = start_service1(&registry_url);
+    let service1_url = start_service1(&registry_url, Duration::from_secs(2));
     let (status, _, health) = get(&format!("{service1_url}/healthz")).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     let check = &health["checks"]["registry:reachability"][0];
     assert_eq!(check["status"], "warn");
     assert!(check["output"].as_str().unwrap().contains("refused the connection"), "{check}");
 
-    let gateway_url = start_gateway(&registry_url);
+    let gateway_url = start_gateway(gateway_options(&registry_url));
     // No API key: health is for the registry and operators.
     let (status, _, health) = get(&format!("{gateway_url}/healthz")).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
@@ -213,10 +161,8 @@ async fn without_a_registry_service1_and_the_gateway_warn() {
 async fn the_gateway_does_not_pass_on_calls_to_health_endpoints() {
     let registry_url = start(registry::server);
     register_passing(&registry_url, "service2", &start(service2::server)).await;
-    let gateway_url = start_gateway(&registry_url);
-    let response = awc::Client::default()
-        .put(format!("{gateway_url}/api/service2/healthz/override"))
-        .insert_header(("authorization", "Bearer workshop-key"))
+    let gateway_url = start_gateway(gateway_options(&registry_url));
+    let response = request("PUT", &format!("{gateway_url}/api/service2/healthz/override"))
         .send_body("fail")
         .await
         .unwrap();
@@ -302,17 +248,11 @@ async fn the_gateway_routes_around_an_unhealthy_instance_and_back() {
     register_checked(&registry_url, "service2", &sick.url).await;
     let sick_id = format!("service2-{}", sick.url.trim_start_matches("http://"));
     wait_for_check(&registry_url, "service2", &sick_id, "passing").await;
-    let gateway_url = start_gateway(&registry_url);
+    let gateway_url = start_gateway(gateway_options(&registry_url));
     // The stand-ins answer every path with their status; "/x" tells us
     // which one answered through the gateway, by its status.
     let call = || async {
-        awc::Client::default()
-            .get(format!("{gateway_url}/api/service2/x"))
-            .insert_header(("authorization", "Bearer workshop-key"))
-            .send()
-            .await
-            .unwrap()
-            .status()
+        request("GET", &format!("{gateway_url}/api/service2/x")).send().await.unwrap().status()
     };
 
     sick.answer(503);

@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 
-use binary::{PATIENCE, spawn};
+#[cfg(unix)]
+use support::binary::send_signal;
+use support::binary::{next_line_with, scratch_data_dir, spawn};
+use support::{PATIENCE, request};
 use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-mod binary;
+mod support;
 
 /// The binary, running, with its stdout and stderr read line by line.
 struct Running {
@@ -22,17 +25,10 @@ struct Running {
     seen: Vec<String>,
 }
 
-/// A number no other run of this test binary has.
-fn next_run() -> String {
-    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{}-{run}", std::process::id())
-}
-
 impl Running {
     fn start(args: &[&str], env: &[(&str, String)]) -> Running {
         // A data folder of its own: runs of the step go on at once.
-        let data_dir = format!("{}/launcher-{}", env!("CARGO_TARGET_TMPDIR"), next_run());
+        let data_dir = scratch_data_dir("launcher").display().to_string();
         let (process, lines) = spawn(args, &[&[("DATA_DIR", data_dir)], env].concat());
         Running { process, lines, seen: Vec::new() }
     }
@@ -43,20 +39,7 @@ impl Running {
         if let Some(line) = self.seen.iter().find(|line| line.contains(text)) {
             return line.clone();
         }
-        let found = timeout(PATIENCE, async {
-            while let Some(line) = self.lines.recv().await {
-                self.seen.push(line.clone());
-                if line.contains(text) {
-                    return Some(line);
-                }
-            }
-            None
-        })
-        .await;
-        match found {
-            Ok(Some(line)) => line,
-            _ => panic!("no line with {text:?}; the output was:\n{}", self.seen.join("\n")),
-        }
+        next_line_with(&mut self.lines, &mut self.seen, text).await
     }
 
     /// Waits until `service` says where it listens; returns its URL and pid.
@@ -99,16 +82,6 @@ async fn wait_for_body(url: &str, done: impl Fn(&str) -> bool) -> String {
 async fn get_text(url: &str) -> String {
     let mut response = awc::Client::default().get(url).send().await.unwrap();
     String::from_utf8(response.body().await.unwrap().to_vec()).unwrap()
-}
-
-/// Sends `signal` to a process, or to a process group (`-<pgid>`).
-#[cfg(unix)]
-fn send_signal(signal: &str, pid: impl std::fmt::Display) {
-    let sent = std::process::Command::new("kill")
-        .args([format!("-{signal}"), "--".to_string(), pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success(), "kill -{signal} {pid} failed");
 }
 
 /// Both services on free ports, service1 knowing where service2 is.
@@ -171,12 +144,7 @@ async fn the_launcher_starts_every_service_and_stops_them_all_on_ctrl_c() {
     };
     let deadline = std::time::Instant::now() + PATIENCE;
     let aggregate = loop {
-        let mut response = awc::Client::default()
-            .get(&gateway_url)
-            .insert_header(("authorization", "Bearer workshop-key"))
-            .send()
-            .await
-            .unwrap();
+        let mut response = request("GET", &gateway_url).send().await.unwrap();
         let body = String::from_utf8_lossy(&response.body().await.unwrap()).to_string();
         if found(&body) || std::time::Instant::now() > deadline {
             break body;
@@ -393,12 +361,7 @@ async fn the_gateway_routes_around_an_instance_that_stopped_or_was_killed() {
     // Each of the three gets a share of the calls through the gateway.
     let through_gateway = format!("{gateway_url}/api/service2/");
     let call = || async {
-        let response = awc::Client::default()
-            .get(&through_gateway)
-            .insert_header(("authorization", "Bearer workshop-key"))
-            .send()
-            .await
-            .unwrap();
+        let response = request("GET", &through_gateway).send().await.unwrap();
         response.status()
     };
     for _ in 0..6 {
@@ -436,7 +399,7 @@ async fn ctrl_c_in_a_terminal_stops_the_services_before_the_registry() {
     step.listening("gateway").await;
     let catalog = format!("{}/v1/catalog/services", ports[1].1);
     wait_for_body(&catalog, |body| body == r#"{"accounts":[],"gateway":[],"reports":[],"service1":[],"service2":[],"users":[]}"#).await;
-    // The launcher leads a process group of its own (see `Running::start`).
+    // The launcher leads a process group of its own (see `support::binary::spawn`).
     send_signal("INT", format!("-{}", step.process.id().unwrap()));
     assert!(step.exit_status().await.success());
     let output = step.rest_of_output().await;

@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use serde_json::Value;
-use step10_cqrs_reporting::gateway::WORKSHOP_KEY;
 use tokio::process::Child;
 
-use binary::{PATIENCE, free_ports, lines_until, spawn, start_step};
+use support::binary::{free_ports, lines_until, spawn, start_step};
+use support::{PATIENCE, request};
 
-mod binary;
+mod support;
 
 /// The whole step, service1 without its random delay and circuits that open
 /// for one second; the registry's and the gateway's URLs.
@@ -24,8 +24,7 @@ async fn start() -> (Child, String, String) {
 
 /// GETs `path` from the gateway, with the key; the status it answered.
 async fn get(gateway: &str, path: &str) -> StatusCode {
-    let request = awc::Client::default().get(format!("{gateway}{path}")).bearer_auth(WORKSHOP_KEY);
-    match request.send().await {
+    match request("GET", &format!("{gateway}{path}")).send().await {
         Ok(mut response) => {
             let _ = response.body().await;
             response.status()

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use serde_json::Value;
-use step10_cqrs_reporting::gateway::WORKSHOP_KEY;
 use tokio::process::{Child, Command};
 
-use binary::{free_ports, spawn, start_step};
+use support::binary::{free_ports, spawn, start_step};
+use support::request;
 
-mod binary;
+mod support;
 
 /// The longest any test waits: Prometheus scrapes and asks the registry
 /// every 5 s (prometheus.yml), so this is longer than elsewhere.
@@ -155,10 +155,9 @@ async fn prometheus_finds_scrapes_and_counts_every_instance_and_runs_the_dashboa
     prometheus.wait_for(&query("sum(up)"), |data| data["result"][0]["value"][1] == "7").await;
 
     // Requests the test makes, counted by Prometheus once it has scraped.
-    let client = awc::Client::default();
     for _ in 0..5 {
         let url = format!("http://127.0.0.1:{}/breakers", ports[1]);
-        let response = client.get(url).bearer_auth(WORKSHOP_KEY).send().await.unwrap();
+        let response = request("GET", &url).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
     }
     let counted = query(r#"sum(http_requests_total{service="gateway",route="/breakers"})"#);

@@ -6,20 +6,17 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use serde_json::{Value, json};
 use step10_cqrs_reporting::{Registration, RegistrationOptions, registry};
+use support::{PATIENCE, registration, start};
 
-/// The longest any test waits for something to happen.
-const PATIENCE: Duration = Duration::from_secs(30);
+mod support;
 
 fn start_registry() -> String {
     start_registry_with_acl_token(None)
 }
 
 fn start_registry_with_acl_token(acl_token: Option<&str>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let acl_token = acl_token.map(str::to_string);
-    actix_web::rt::spawn(registry::server_with_acl_token(listener, acl_token).unwrap());
-    url
+    start(|listener| registry::server_with_acl_token(listener, acl_token))
 }
 
 /// What a call answered: status, X-Consul-Index if any, and the body.
@@ -480,10 +477,8 @@ async fn with_an_acl_token_every_write_needs_it_and_reads_stay_open() {
 /// How a service registers with `registry_url`, sending `registry_token`.
 fn registration_options(registry_url: &str, registry_token: Option<&str>) -> RegistrationOptions {
     RegistrationOptions {
-        registry_url: registry_url.to_string(),
-        check_interval: Duration::from_secs(1),
         registry_token: registry_token.map(str::to_string),
-        advertise_address: None,
+        ..registration(registry_url)
     }
 }
 

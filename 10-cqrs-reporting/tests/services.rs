@@ -3,38 +3,25 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use actix_web::dev::Server;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use common::{breaker_options, register_passing, registration};
 use serde_json::{Value, json};
-use step10_cqrs_reporting::{registry, service1, service2};
+use step10_cqrs_reporting::{registry, service2};
+use support::{PATIENCE, get, header, nothing_listening, register_passing, start, start_service1};
 
-mod common;
+mod support;
 
-/// Starts a server on a free port and returns its base URL.
-fn start(server: impl FnOnce(TcpListener) -> std::io::Result<Server>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    actix_web::rt::spawn(server(listener).unwrap());
-    url
-}
+/// How long service1 gives service2 to answer here: not long.
+const SERVICE2_TIMEOUT: Duration = Duration::from_millis(300);
 
 /// Starts a registry where each of `service2_urls` is a passing instance
 /// of service2, and service1 finding service2 there; returns service1's URL.
-async fn start_service1(service2_urls: &[&str]) -> String {
+async fn start_service1_with(service2_urls: &[&str]) -> String {
     let registry_url = start(registry::server);
     for service2_url in service2_urls {
         register_passing(&registry_url, "service2", service2_url).await;
     }
-    let options = service1::Options {
-        port: 0,
-        service2_timeout: Duration::from_millis(300),
-        random_delay: Duration::ZERO,
-        registration: registration(&registry_url),
-        breaker: breaker_options(),
-    };
-    start(|listener| service1::server(listener, options))
+    start_service1(&registry_url, SERVICE2_TIMEOUT)
 }
 
 /// How a stand-in for service2 answers every request.
@@ -49,26 +36,6 @@ fn start_fake_service2(answer: FakeAnswer) -> String {
     })
 }
 
-fn header<'a, S>(response: &'a awc::ClientResponse<S>, name: &str) -> Option<&'a str> {
-    response.headers().get(name).and_then(|value| value.to_str().ok())
-}
-
-/// GETs `url`; returns the status, the content type and the JSON body.
-async fn get(url: &str) -> (StatusCode, String, Value) {
-    let mut response = awc::Client::default().get(url).send().await.unwrap();
-    let content_type = header(&response, "content-type").unwrap_or_default().to_string();
-    let body = response.json().await.unwrap();
-    (response.status(), content_type, body)
-}
-
-/// A URL where nothing listens: a port free a moment ago, below the range
-/// the OS hands out for port 0 (32768 and up on Linux, 49152 and up
-/// elsewhere), so that no server another test starts meanwhile can get it.
-fn nothing_listening() -> String {
-    let free = (20000..30000).find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok());
-    format!("http://127.0.0.1:{}", free.expect("a free port from 20000 to 29999"))
-}
-
 #[actix_web::test]
 async fn service2_answers_its_name_on_any_path() {
     let service2_url = start(service2::server);
@@ -79,7 +46,7 @@ async fn service2_answers_its_name_on_any_path() {
 
 #[actix_web::test]
 async fn service1_answers_what_service2_answers_to_its_two_calls() {
-    let service1_url = start_service1(&[&start(service2::server)]).await;
+    let service1_url = start_service1_with(&[&start(service2::server)]).await;
     for path in ["/", "/any/path"] {
         let (status, content_type, body) = get(&format!("{service1_url}{path}")).await;
         assert_eq!(status, StatusCode::OK);
@@ -99,7 +66,7 @@ async fn service1_asks_service2_for_its_first_and_second_parts() {
             }));
         })
     });
-    let service1_url = start_service1(&[&echo]).await;
+    let service1_url = start_service1_with(&[&echo]).await;
     let (status, _, body) = get(&format!("{service1_url}/?color=red")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, json!({ "first": "/first?color=red", "second": "/second?color=red" }));
@@ -108,7 +75,7 @@ async fn service1_asks_service2_for_its_first_and_second_parts() {
 #[actix_web::test]
 async fn service2_down_is_a_502_naming_service2_and_its_url() {
     let service2_url = nothing_listening();
-    let (status, content_type, problem) = get(&start_service1(&[&service2_url]).await).await;
+    let (status, content_type, problem) = get(&start_service1_with(&[&service2_url]).await).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(content_type, "application/problem+json");
     assert_eq!(
@@ -128,7 +95,7 @@ async fn service2_slower_than_the_timeout_is_a_504() {
     // it), the request is sent, and no answer ever comes.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let service2_url = format!("http://{}", silent.local_addr().unwrap());
-    let (status, content_type, problem) = get(&start_service1(&[&service2_url]).await).await;
+    let (status, content_type, problem) = get(&start_service1_with(&[&service2_url]).await).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(content_type, "application/problem+json");
     assert_eq!(
@@ -152,7 +119,7 @@ async fn service2_answering_garbage_is_a_502() {
     ];
     for (answer, expected) in cases {
         let service2_url = start_fake_service2(answer);
-        let (status, _, problem) = get(&start_service1(&[&service2_url]).await).await;
+        let (status, _, problem) = get(&start_service1_with(&[&service2_url]).await).await;
         assert_eq!(status, StatusCode::BAD_GATEWAY);
         let detail = problem["detail"].as_str().unwrap();
         assert!(detail.starts_with(&format!("service2 at {service2_url} {expected}")), "{detail}");
@@ -195,7 +162,7 @@ async fn service2s_own_problem_is_passed_on_in_the_detail() {
             .content_type("application/problem+json")
             .body(r#"{"status":503,"detail":"out of coffee"}"#)
     });
-    let (status, _, problem) = get(&start_service1(&[&service2_url]).await).await;
+    let (status, _, problem) = get(&start_service1_with(&[&service2_url]).await).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(
         problem["detail"],
@@ -207,7 +174,7 @@ async fn service2s_own_problem_is_passed_on_in_the_detail() {
 async fn service1_spreads_its_calls_over_every_passing_instance() {
     let a = start_fake_service2(|| HttpResponse::Ok().json(json!({ "name": "a" })));
     let b = start_fake_service2(|| HttpResponse::Ok().json(json!({ "name": "b" })));
-    let service1_url = start_service1(&[&a, &b]).await;
+    let service1_url = start_service1_with(&[&a, &b]).await;
     let mut answers = Vec::new();
     for _ in 0..4 {
         let (status, _, body) = get(&service1_url).await;
@@ -222,7 +189,7 @@ async fn service1_spreads_its_calls_over_every_passing_instance() {
 
 #[actix_web::test]
 async fn no_passing_instance_of_service2_is_a_503_with_retry_after() {
-    let service1_url = start_service1(&[]).await;
+    let service1_url = start_service1_with(&[]).await;
     let mut response = awc::Client::default().get(&service1_url).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(header(&response, "retry-after"), Some("5"));
@@ -234,14 +201,7 @@ async fn no_passing_instance_of_service2_is_a_503_with_retry_after() {
 #[actix_web::test]
 async fn no_registry_is_a_502_naming_the_registry() {
     let registry_url = nothing_listening();
-    let options = service1::Options {
-        port: 0,
-        service2_timeout: Duration::from_secs(1),
-        random_delay: Duration::ZERO,
-        registration: registration(&registry_url),
-        breaker: breaker_options(),
-    };
-    let service1_url = start(|listener| service1::server(listener, options));
+    let service1_url = start_service1(&registry_url, Duration::from_secs(1));
     let (status, _, problem) = get(&service1_url).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(
@@ -281,7 +241,7 @@ async fn while_the_registry_fails_discovery_asks_it_at_most_once_a_second() {
     failing.store(true, Ordering::SeqCst);
 
     // Once its second of memory is over, discovery asks again, in vain...
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + PATIENCE;
     while asked.load(Ordering::SeqCst) < 2 {
         assert!(discovery.find(&client, "service2").await.is_ok(), "the instance known before");
         assert!(std::time::Instant::now() < deadline, "discovery never asked again");

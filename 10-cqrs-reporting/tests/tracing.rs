@@ -16,13 +16,13 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue as Attribute, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
 use prost::Message;
-use step10_cqrs_reporting::gateway::WORKSHOP_KEY;
 use tokio::process::Child;
 use tokio::sync::mpsc;
 
-use binary::{PATIENCE, free_ports, lines_until, spawn, start_step};
+use support::binary::{free_ports, lines_until, spawn, start_step};
+use support::{PATIENCE, request};
 
-mod binary;
+mod support;
 
 /// A span as the collector received it.
 #[derive(Clone, Debug)]
@@ -132,8 +132,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// GETs `path` from the gateway; the status and the trace id it answered.
 async fn get(gateway: &str, path: &str, traceparent: Option<&str>) -> Option<(StatusCode, String)> {
-    let mut request =
-        awc::Client::default().get(format!("{gateway}{path}")).bearer_auth(WORKSHOP_KEY);
+    let mut request = request("GET", &format!("{gateway}{path}"));
     if let Some(traceparent) = traceparent {
         request = request.insert_header(("traceparent", traceparent));
     }

@@ -1,22 +1,20 @@
 //! The step's binary, run by the tests that need its services in processes
 //! of their own, as a learner runs them.
 
-#![allow(dead_code)] // each test file uses some of it
-
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
-use step10_cqrs_reporting::gateway::WORKSHOP_KEY;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-const PROGRAM: &str = env!("CARGO_BIN_EXE_step10-cqrs-reporting");
+use super::{PATIENCE, request};
 
-/// The longest any test waits for something to happen.
-pub const PATIENCE: Duration = Duration::from_secs(30);
+const PROGRAM: &str = env!("CARGO_BIN_EXE_step10-cqrs-reporting");
 
 /// `n` ports free a moment ago, all different: each is held until all are
 /// chosen.
@@ -24,6 +22,18 @@ pub fn free_ports(n: usize) -> Vec<u16> {
     let held: Vec<TcpListener> =
         (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
     held.iter().map(|listener| listener.local_addr().unwrap().port()).collect()
+}
+
+/// An empty folder for the data (`DATA_DIR`) of one run of the step, under
+/// the target's folder for tests: runs of the step go on at once, each in a
+/// folder of its own.
+pub fn scratch_data_dir(name: &str) -> PathBuf {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    let folder = format!("{name}-{}-{run}", std::process::id());
+    let folder = Path::new(env!("CARGO_TARGET_TMPDIR")).join(folder);
+    let _ = std::fs::remove_dir_all(&folder);
+    folder
 }
 
 /// Runs the step's binary with `args` and `env`; its output in lines. Its
@@ -60,18 +70,31 @@ pub fn spawn(args: &[&str], env: &[(&str, String)]) -> (Child, mpsc::UnboundedRe
 /// Waits for a line that contains `text`; every line read on the way.
 pub async fn lines_until(lines: &mut mpsc::UnboundedReceiver<String>, text: &str) -> Vec<String> {
     let mut seen = Vec::new();
+    next_line_with(lines, &mut seen, text).await;
+    seen
+}
+
+/// Waits for a line that contains `text`, and returns it; it and every
+/// line read on the way are added to `seen`, which a failure shows.
+pub async fn next_line_with(
+    lines: &mut mpsc::UnboundedReceiver<String>,
+    seen: &mut Vec<String>,
+    text: &str,
+) -> String {
     let found = tokio::time::timeout(PATIENCE, async {
         while let Some(line) = lines.recv().await {
             seen.push(line.clone());
             if line.contains(text) {
-                return true;
+                return Some(line);
             }
         }
-        false
+        None
     })
     .await;
-    assert!(found == Ok(true), "no line with {text:?} in:\n{}", seen.join("\n"));
-    seen
+    match found {
+        Ok(Some(line)) => line,
+        _ => panic!("no line with {text:?}; the output was:\n{}", seen.join("\n")),
+    }
 }
 
 /// The whole step, run by the launcher on free ports (the registry's, the
@@ -80,8 +103,7 @@ pub async fn lines_until(lines: &mut mpsc::UnboundedReceiver<String>, text: &str
 /// gateway reaches service2.
 pub async fn start_step(env: &[(&str, String)]) -> (Child, Vec<u16>) {
     let ports = free_ports(7);
-    let data_dir = format!("{}/step-{}", env!("CARGO_TARGET_TMPDIR"), ports[0]);
-    let _ = std::fs::remove_dir_all(&data_dir);
+    let data_dir = scratch_data_dir("step").display().to_string();
     let step_env = [
         ("REGISTRY_PORT", ports[0].to_string()),
         ("REGISTRY_URL", format!("http://127.0.0.1:{}", ports[0])),
@@ -97,11 +119,21 @@ pub async fn start_step(env: &[(&str, String)]) -> (Child, Vec<u16>) {
     let url = format!("http://127.0.0.1:{}/api/service1/", ports[1]);
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let answer = awc::Client::default().get(&url).bearer_auth(WORKSHOP_KEY).send().await;
+        let answer = request("GET", &url).send().await;
         if answer.is_ok_and(|answer| answer.status() == StatusCode::OK) {
             return (launcher, ports);
         }
         assert!(Instant::now() < deadline, "the step never answered through the gateway");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Sends `signal` to a process, or to a process group (`-<pgid>`).
+#[cfg(unix)]
+pub fn send_signal(signal: &str, pid: impl std::fmt::Display) {
+    let sent = std::process::Command::new("kill")
+        .args([format!("-{signal}"), "--".to_string(), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} {pid} failed");
 }
