@@ -7,7 +7,7 @@ use std::process::{ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use step01_starter::{run, service1, service2, shutdown_signal};
+use step01_starter::{RunOptions, StoppedBy, run, service1, service2, shutdown_signal};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
@@ -48,14 +48,17 @@ const SERVICES: [&str; 2] = [service1::NAME, service2::NAME];
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let stopped_by = if cli.supervised { StoppedBy::Launcher } else { StoppedBy::CtrlC };
     match cli.service {
         None => launch_all(&cli.host),
-        Some(Service::Service1(options)) => {
-            run(service1::NAME, &cli.host, options.port, cli.supervised, service1::server)
-        }
-        Some(Service::Service2(options)) => {
-            run(service2::NAME, &cli.host, options.port, cli.supervised, service2::server)
-        }
+        Some(Service::Service1(options)) => run(
+            RunOptions { service: service1::NAME, host: cli.host, port: options.port, stopped_by },
+            service1::server,
+        ),
+        Some(Service::Service2(options)) => run(
+            RunOptions { service: service2::NAME, host: cli.host, port: options.port, stopped_by },
+            service2::server,
+        ),
     }
 }
 
@@ -97,7 +100,7 @@ fn launch_all(host: &str) -> ExitCode {
         }
 
         let outcome = tokio::select! {
-            _ = shutdown_signal(false) => {
+            _ = shutdown_signal(StoppedBy::CtrlC) => {
                 say("stopping every service");
                 ExitCode::SUCCESS
             }

@@ -7,7 +7,9 @@ use std::process::{ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use step03_api_gateway::{gateway, run, service1, service2, shutdown_signal};
+use step03_api_gateway::{
+    RunOptions, StoppedBy, gateway, run, service1, service2, shutdown_signal,
+};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
@@ -50,21 +52,21 @@ const SERVICES: [&str; 3] = [service1::NAME, service2::NAME, gateway::NAME];
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let stopped_by = if cli.supervised { StoppedBy::Launcher } else { StoppedBy::CtrlC };
     match cli.service {
         None => launch_all(&cli.host),
-        Some(Service::Gateway(options)) => {
-            run(gateway::NAME, &cli.host, options.port, cli.supervised, |listener| {
-                gateway::server(listener, options)
-            })
-        }
-        Some(Service::Service1(options)) => {
-            run(service1::NAME, &cli.host, options.port, cli.supervised, |listener| {
-                service1::server(listener, options)
-            })
-        }
-        Some(Service::Service2(options)) => {
-            run(service2::NAME, &cli.host, options.port, cli.supervised, service2::server)
-        }
+        Some(Service::Gateway(options)) => run(
+            RunOptions { service: gateway::NAME, host: cli.host, port: options.port, stopped_by },
+            |listener| gateway::server(listener, options),
+        ),
+        Some(Service::Service1(options)) => run(
+            RunOptions { service: service1::NAME, host: cli.host, port: options.port, stopped_by },
+            |listener| service1::server(listener, options),
+        ),
+        Some(Service::Service2(options)) => run(
+            RunOptions { service: service2::NAME, host: cli.host, port: options.port, stopped_by },
+            service2::server,
+        ),
     }
 }
 
@@ -106,7 +108,7 @@ fn launch_all(host: &str) -> ExitCode {
         }
 
         let outcome = tokio::select! {
-            _ = shutdown_signal(false) => {
+            _ = shutdown_signal(StoppedBy::CtrlC) => {
                 say("stopping every service");
                 ExitCode::SUCCESS
             }

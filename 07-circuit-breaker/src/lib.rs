@@ -37,9 +37,19 @@ use serde::Serialize;
 use tracing::{Level, error, info};
 use tracing_subscriber::EnvFilter;
 
-/// Runs one service until Ctrl-C or SIGTERM, then stops it gracefully: it
-/// stops accepting connections, lets the requests in flight finish, and
-/// exits with 0.
+/// What [`run`] needs besides the server: named, so that a call says what
+/// each value is.
+pub struct RunOptions {
+    pub service: &'static str,
+    pub host: String,
+    pub port: u16,
+    pub stopped_by: StoppedBy,
+    pub registration: Option<RegistrationOptions>,
+}
+
+/// Runs one service until it is told to stop (see [`StoppedBy`]), then
+/// stops it gracefully: it stops accepting connections, lets the requests
+/// in flight finish, and exits with 0.
 ///
 /// `make_server` gets the listener already bound, so that a port in use is
 /// reported before anything else happens (and so that tests can hand a
@@ -49,15 +59,12 @@ use tracing_subscriber::EnvFilter;
 /// it listens, keeps its entry alive, and deregisters first when it stops,
 /// so that no client is sent to it while it shuts down.
 pub fn run(
-    service: &'static str,
-    host: &str,
-    port: u16,
-    supervised: bool,
-    registration: Option<RegistrationOptions>,
+    options: RunOptions,
     make_server: impl FnOnce(TcpListener) -> io::Result<Server>,
 ) -> ExitCode {
+    let RunOptions { service, host, port, stopped_by, registration } = options;
     init_logging();
-    let listener = match listen(service, host, port) {
+    let listener = match listen(service, &host, port) {
         Ok(listener) => listener,
         Err(message) => {
             error!("{message}");
@@ -79,7 +86,7 @@ pub fn run(
 
         let running = server.handle();
         actix_web::rt::spawn(async move {
-            shutdown_signal(supervised).await;
+            shutdown_signal(stopped_by).await;
             info!("{service} stopping");
             if let Some(registered) = registered {
                 registered.leave().await;
@@ -190,13 +197,22 @@ where
     Ok(server)
 }
 
+/// What tells a process to stop: see [`shutdown_signal`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoppedBy {
+    /// Ctrl-C or SIGTERM: a service run alone, and the launcher itself.
+    CtrlC,
+    /// The launcher, closing the service's stdin (SIGTERM still works).
+    Launcher,
+}
+
 /// Resolves when the service should stop: on Ctrl-C or SIGTERM (Unix) for a
-/// service run alone. A service started by the launcher (`supervised`)
-/// stops when its stdin closes, which is how the launcher stops it: that
-/// works the same on every OS, lets the launcher choose the order, and also
-/// stops the service if the launcher itself is killed, instead of leaving
-/// it behind holding its port.
-pub async fn shutdown_signal(supervised: bool) {
+/// service run alone. A service started by the launcher
+/// (`StoppedBy::Launcher`) stops when its stdin closes, which is how the
+/// launcher stops it: that works the same on every OS, lets the launcher
+/// choose the order, and also stops the service if the launcher itself is
+/// killed, instead of leaving it behind holding its port.
+pub async fn shutdown_signal(stopped_by: StoppedBy) {
     let interrupted = async {
         // Ctrl-C in a terminal reaches every process of the step at once;
         // under the launcher, it is the launcher's to act on.
@@ -204,13 +220,17 @@ pub async fn shutdown_signal(supervised: bool) {
             if tokio::signal::ctrl_c().await.is_err() {
                 std::future::pending::<()>().await
             }
-            if !supervised {
+            if stopped_by == StoppedBy::CtrlC {
                 return;
             }
         }
     };
-    let launcher_gone =
-        async { if supervised { stdin_closed().await } else { std::future::pending().await } };
+    let launcher_gone = async {
+        match stopped_by {
+            StoppedBy::Launcher => stdin_closed().await,
+            StoppedBy::CtrlC => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = interrupted => {}
         _ = terminate() => {}

@@ -9,8 +9,8 @@ use std::time::Duration;
 use actix_web::http::Uri;
 use clap::{Parser, Subcommand};
 use step10_cqrs_reporting::{
-    REGISTRY_URL, accounts, demo, gateway, registry, reports, run, service1, service2,
-    shutdown_signal, users,
+    REGISTRY_URL, RunOptions, StoppedBy, accounts, demo, gateway, registry, reports, run, service1,
+    service2, shutdown_signal, users,
 };
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
@@ -75,59 +75,77 @@ const SERVICES: [&str; 7] = [
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let stopped_by = if cli.supervised { StoppedBy::Launcher } else { StoppedBy::CtrlC };
     match cli.service {
         None => launch_all(&cli.host),
         Some(Service::Gateway(options)) => run(
-            gateway::NAME,
-            &cli.host,
-            options.port,
-            cli.supervised,
-            Some(options.registration.clone()),
+            RunOptions {
+                service: gateway::NAME,
+                host: cli.host,
+                port: options.port,
+                stopped_by,
+                registration: Some(options.registration.clone()),
+            },
             |listener| gateway::server(listener, options),
         ),
         Some(Service::Service1(options)) => run(
-            service1::NAME,
-            &cli.host,
-            options.port,
-            cli.supervised,
-            Some(options.registration.clone()),
+            RunOptions {
+                service: service1::NAME,
+                host: cli.host,
+                port: options.port,
+                stopped_by,
+                registration: Some(options.registration.clone()),
+            },
             |listener| service1::server(listener, options),
         ),
         Some(Service::Service2(options)) => run(
-            service2::NAME,
-            &cli.host,
-            options.port,
-            cli.supervised,
-            Some(options.registration),
+            RunOptions {
+                service: service2::NAME,
+                host: cli.host,
+                port: options.port,
+                stopped_by,
+                registration: Some(options.registration),
+            },
             service2::server,
         ),
-        Some(Service::Registry(options)) => {
-            run(registry::NAME, &cli.host, options.port, cli.supervised, None, |listener| {
-                registry::server_with_acl_token(listener, options.acl_token)
-            })
-        }
+        Some(Service::Registry(options)) => run(
+            RunOptions {
+                service: registry::NAME,
+                host: cli.host,
+                port: options.port,
+                stopped_by,
+                registration: None,
+            },
+            |listener| registry::server_with_acl_token(listener, options.acl_token),
+        ),
         Some(Service::Users(options)) => run(
-            users::NAME,
-            &cli.host,
-            options.port,
-            cli.supervised,
-            Some(options.registration.clone()),
+            RunOptions {
+                service: users::NAME,
+                host: cli.host,
+                port: options.port,
+                stopped_by,
+                registration: Some(options.registration.clone()),
+            },
             |listener| users::server(listener, options),
         ),
         Some(Service::Accounts(options)) => run(
-            accounts::NAME,
-            &cli.host,
-            options.port,
-            cli.supervised,
-            Some(options.registration.clone()),
+            RunOptions {
+                service: accounts::NAME,
+                host: cli.host,
+                port: options.port,
+                stopped_by,
+                registration: Some(options.registration.clone()),
+            },
             |listener| accounts::server(listener, options),
         ),
         Some(Service::Reports(options)) => run(
-            reports::NAME,
-            &cli.host,
-            options.port,
-            cli.supervised,
-            Some(options.registration.clone()),
+            RunOptions {
+                service: reports::NAME,
+                host: cli.host,
+                port: options.port,
+                stopped_by,
+                registration: Some(options.registration.clone()),
+            },
             |listener| reports::server(listener, options),
         ),
         Some(Service::Demo(options)) => demo::run(options),
@@ -186,7 +204,7 @@ fn launch_all(host: &str) -> ExitCode {
         }
 
         let outcome = tokio::select! {
-            _ = shutdown_signal(false) => {
+            _ = shutdown_signal(StoppedBy::CtrlC) => {
                 say("stopping every service");
                 ExitCode::SUCCESS
             }
