@@ -240,6 +240,7 @@ impl<E: Feed> Follower<E> {
                 (Err((applied, Trouble::Replaced(problem))), Some(page.last_seq))
             }
             Ok(page) => {
+                // Not waiting: the first page after a start or a failure.
                 if wait.is_zero() {
                     info!("following the {feed} feed, after event {applied}");
                 }
