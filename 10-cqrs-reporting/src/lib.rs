@@ -343,11 +343,7 @@ where
 
 /// The answer to a method a GET-only route does not serve.
 pub async fn only_get(request: HttpRequest) -> Problem {
-    Problem::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("{} is not served here; only GET is", request.method()),
-    )
-    .with_header(header::ALLOW, HeaderValue::from_static("GET"))
+    method_not_allowed(&request, "GET", "only GET is")
 }
 
 /// How the services that take commands read a JSON body or a query
@@ -374,10 +370,16 @@ pub fn query_config() -> web::QueryConfig {
 /// The answer to a method a resource does not serve: 405, saying which it does.
 pub fn not_allowed(allowed: &'static str) -> actix_web::Route {
     web::to(move |request: HttpRequest| async move {
-        let detail = format!("{} is not served here; {allowed} are", request.method());
-        Problem::new(StatusCode::METHOD_NOT_ALLOWED, detail)
-            .with_header(header::ALLOW, HeaderValue::from_static(allowed))
+        method_not_allowed(&request, allowed, &format!("{allowed} are"))
     })
+}
+
+/// 405 Method Not Allowed: the methods served are listed in the `Allow`
+/// header, for a client, and said `in_words` in the detail, for a person.
+fn method_not_allowed(request: &HttpRequest, allowed: &'static str, in_words: &str) -> Problem {
+    let detail = format!("{} is not served here; {in_words}", request.method());
+    Problem::new(StatusCode::METHOD_NOT_ALLOWED, detail)
+        .with_header(header::ALLOW, HeaderValue::from_static(allowed))
 }
 
 /// The answer to a path a service does not serve: 404, naming it.
