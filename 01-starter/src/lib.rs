@@ -68,7 +68,7 @@ pub fn run(
         actix_web::rt::spawn(async move {
             shutdown_signal(stopped_by).await;
             info!("{service} stopping");
-            running.stop(true).await;
+            running.stop(/* graceful */ true).await;
         });
         match server.await {
             Ok(()) => {

@@ -89,7 +89,7 @@ pub fn run(
             if let Some(registered) = registered {
                 registered.leave().await;
             }
-            running.stop(true).await;
+            running.stop(/* graceful */ true).await;
         });
         match server.await {
             Ok(()) => {
