@@ -3,7 +3,7 @@
 //! callers get an answer at once instead of a timeout) and gets room to recover.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,27 +36,11 @@ pub struct BreakerOptions {
 }
 
 /// A circuit breaker per instance this service calls (one per service would
-/// let one stalled instance open its healthy siblings' circuits too), each
-/// failsafe's state machine with its consecutive failures policy (a failure
-/// rate over a window needs more calls than a workshop makes).
+/// let one stalled instance open its healthy siblings' circuits too).
 pub struct Breakers {
     options: BreakerOptions,
     /// By instance URL.
     by_instance: Mutex<HashMap<String, Arc<Breaker>>>,
-}
-
-type StateMachine = failsafe::StateMachine<ConsecutiveFailures<Doubling>, Events>;
-
-/// One instance's circuit.
-pub struct Breaker {
-    machine: StateMachine,
-    events: Events,
-    /// When a call last asked for this circuit: see `FORGET_AFTER`.
-    last_asked: Mutex<Instant>,
-    /// failsafe lets every call through while half-open; we let one trial
-    /// through at a time, so that a service that is just recovering is not
-    /// hit by every waiting caller at once.
-    trial_in_flight: AtomicBool,
 }
 
 impl Breakers {
@@ -87,20 +71,9 @@ impl Breakers {
     /// The circuit of `instance`, closed the first time it is asked for.
     fn of(&self, instance: &Upstream) -> Arc<Breaker> {
         let mut by_instance = self.by_instance.lock().expect("breakers");
-        let breaker = by_instance.entry(instance.url.clone()).or_insert_with(|| {
-            let options = &self.options;
-            let events = Events::new(instance, options.breaker_failures);
-            let (next, max) = (options.breaker_open_for, options.breaker_max_open_for);
-            let pauses = Doubling { next, max, chosen: events.0.clone() };
-            let policy = consecutive_failures(options.breaker_failures, pauses);
-            let machine = failsafe::Config::new().failure_policy(policy).instrument(events.clone());
-            Arc::new(Breaker {
-                machine: machine.build(),
-                events,
-                last_asked: Mutex::new(Instant::now()),
-                trial_in_flight: AtomicBool::new(false),
-            })
-        });
+        let breaker = by_instance
+            .entry(instance.url.clone())
+            .or_insert_with(|| Arc::new(Breaker::new(instance, &self.options)));
         *breaker.last_asked.lock().expect("circuit") = Instant::now();
         breaker.clone()
     }
@@ -112,8 +85,8 @@ impl Breakers {
         by_instance.retain(|_, breaker| !breaker.forgotten());
         let mut states: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
         for (url, breaker) in by_instance.iter() {
-            let service = breaker.events.0.service.clone();
-            states.entry(service).or_default().insert(url.clone(), breaker.events.to_json());
+            let service = breaker.circuit.service.clone();
+            states.entry(service).or_default().insert(url.clone(), breaker.to_json());
         }
         states
     }
@@ -141,11 +114,76 @@ impl Breakers {
 /// nothing. One that comes back starts closed.
 const FORGET_AFTER: Duration = Duration::from_secs(60);
 
+/// One instance's circuit: failsafe's state machine, with its consecutive
+/// failures policy (a failure rate over a window needs more calls than a
+/// workshop makes), and what it tells us of its changes (`Changes`).
+pub struct Breaker {
+    machine: failsafe::StateMachine<ConsecutiveFailures<Doubling>, Changes>,
+    circuit: Arc<Circuit>,
+    /// When a call last asked for this circuit: see `FORGET_AFTER`.
+    last_asked: Mutex<Instant>,
+}
+
+/// What we know of a circuit, shared by its `Breaker`, failsafe's
+/// `Changes` and the `Doubling` pauses.
+struct Circuit {
+    service: String,
+    instance: String,
+    /// "service2 at http://127.0.0.1:3003", for messages.
+    name: String,
+    failures_to_open: u32,
+    state: Mutex<State>,
+    /// The pause failsafe chose when it last opened the circuit.
+    pause: Mutex<Duration>,
+    /// Calls refused (`Breaker::reject`).
+    rejected: AtomicU64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Every call goes through.
+    Closed,
+    /// No call goes through; failsafe half-opens it on the first call after `until`.
+    Open { until: Instant },
+    /// One trial call at a time goes through (failsafe would let them all),
+    /// so that a service just recovering is not hit by every waiting caller.
+    HalfOpen { trial_under_way: bool },
+}
+
+impl State {
+    /// The state's name in the metrics (`circuit_breaker_state`).
+    fn label(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open { .. } => "open",
+            State::HalfOpen { .. } => "half_open",
+        }
+    }
+}
+
 impl Breaker {
+    fn new(instance: &Upstream, options: &BreakerOptions) -> Self {
+        let circuit = Arc::new(Circuit {
+            service: instance.name.clone(),
+            instance: instance.url.clone(),
+            name: format!("{} at {}", instance.name, instance.url),
+            failures_to_open: options.breaker_failures,
+            state: Mutex::new(State::Closed),
+            pause: Mutex::new(Duration::ZERO),
+            rejected: AtomicU64::new(0),
+        });
+        let (next, max) = (options.breaker_open_for, options.breaker_max_open_for);
+        let pauses = Doubling { next, max, circuit: circuit.clone() };
+        let policy = consecutive_failures(options.breaker_failures, pauses);
+        let changes = Changes { circuit: circuit.clone() };
+        let machine = failsafe::Config::new().failure_policy(policy).instrument(changes).build();
+        Breaker { machine, circuit, last_asked: Mutex::new(Instant::now()) }
+    }
+
     fn forgotten(&self) -> bool {
         let idle = self.last_asked.lock().expect("circuit").elapsed() > FORGET_AFTER;
         if idle {
-            crate::monitoring::forget_circuit(&self.events.0.service, &self.events.0.instance);
+            crate::monitoring::forget_circuit(&self.circuit.service, &self.circuit.instance);
         }
         idle
     }
@@ -155,23 +193,62 @@ impl Breaker {
     /// which the caller records how the call went.
     pub fn permit(self: &Arc<Self>) -> Result<Permit, Problem> {
         // Each decision is an event in the request's trace (and a debug log line).
-        let service = &self.events.0.name;
+        let name = &self.circuit.name;
         if !self.machine.is_call_permitted() {
-            debug!(circuit = "open", "circuit for {service} is open: no call made");
-            return Err(self.events.open_problem());
+            debug!(circuit = "open", "circuit for {name} is open: no call made");
+            return Err(self.reject());
         }
-        let trial = self.events.state() == State::HalfOpen;
-        if trial && self.trial_in_flight.swap(true, Ordering::SeqCst) {
-            self.events.0.rejected.fetch_add(1, Ordering::Relaxed);
-            debug!(
-                circuit = "half-open",
-                "circuit for {service} has a trial under way: no call made"
-            );
-            return Err(self.events.open_problem());
-        }
+        let mut state = self.circuit.state.lock().expect("circuit");
+        let trial = match *state {
+            State::Closed => false,
+            State::HalfOpen { trial_under_way: false } => {
+                *state = State::HalfOpen { trial_under_way: true };
+                true
+            }
+            // A trial is under way, or about to be: failsafe has let this call
+            // through, but `Changes` has yet to hear that it half-opened.
+            State::HalfOpen { trial_under_way: true } | State::Open { .. } => {
+                drop(state);
+                debug!(
+                    circuit = "half-open",
+                    "circuit for {name} has a trial under way: no call made"
+                );
+                return Err(self.reject());
+            }
+        };
         let circuit = if trial { "half-open" } else { "closed" };
-        debug!(circuit, "circuit for {service} lets the call through");
+        debug!(circuit, "circuit for {name} lets the call through");
         Ok(Permit { breaker: self.clone(), trial })
+    }
+
+    /// Refuses a call: 503, and when to try again.
+    fn reject(&self) -> Problem {
+        self.circuit.rejected.fetch_add(1, Ordering::Relaxed);
+        let wait = match *self.circuit.state.lock().expect("circuit") {
+            State::Open { until } => until.saturating_duration_since(Instant::now()),
+            _ => Duration::ZERO,
+        };
+        // Whole seconds, rounded up, and at least one.
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let name = &self.circuit.name;
+        let detail = format!(
+            "the circuit for {name} is open: it failed too often; try again in {seconds} s"
+        );
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+            .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
+    }
+
+    fn to_json(&self) -> Value {
+        let now = Instant::now();
+        let (state, retry_after) = match *self.circuit.state.lock().expect("circuit") {
+            State::Closed => ("closed", None),
+            // Its pause is over: the next call half-opens it.
+            State::Open { until } if until <= now => ("half-open", None),
+            State::Open { until } => ("open", Some((until - now).as_secs_f64().ceil() as u64)),
+            State::HalfOpen { .. } => ("half-open", None),
+        };
+        let rejected = self.circuit.rejected.load(Ordering::Relaxed);
+        json!({ "state": state, "retry_after_seconds": retry_after, "rejected_calls": rejected })
     }
 }
 
@@ -180,6 +257,7 @@ impl Breaker {
 /// as nothing.
 pub struct Permit {
     breaker: Arc<Breaker>,
+    /// Whether this is the half-open circuit's one trial call.
     trial: bool,
 }
 
@@ -202,129 +280,53 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if self.trial {
-            self.breaker.trial_in_flight.store(false, Ordering::SeqCst);
+        // A trial not recorded leaves the circuit half-open: the next call may try.
+        let mut state = self.breaker.circuit.state.lock().expect("circuit");
+        if self.trial && matches!(*state, State::HalfOpen { .. }) {
+            *state = State::HalfOpen { trial_under_way: false };
         }
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum State {
-    Closed,
-    Open,
-    HalfOpen,
+/// failsafe's `Instrument`: it tells us of each change of a circuit's state,
+/// which is logged once, and kept in `Circuit`.
+struct Changes {
+    circuit: Arc<Circuit>,
 }
 
-impl State {
-    /// The state's name in the metrics (`circuit_breaker_state`).
-    fn label(self) -> &'static str {
-        match self {
-            State::Closed => "closed",
-            State::Open => "open",
-            State::HalfOpen => "half_open",
-        }
-    }
-}
-
-/// What failsafe tells us of a circuit (an `Instrument`): each change of
-/// state is logged once, and kept to show it and answer Retry-After.
-#[derive(Clone)]
-struct Events(Arc<CircuitLog>);
-
-struct CircuitLog {
-    service: String,
-    instance: String,
-    /// "service2 at http://127.0.0.1:3003", for messages.
-    name: String,
-    failures_to_open: u32,
-    inner: Mutex<(State, Option<Instant>)>,
-    /// How long failsafe chose to keep the circuit open this time.
-    pause: Mutex<Duration>,
-    rejected: AtomicU64,
-}
-
-impl Events {
-    fn new(instance: &Upstream, failures_to_open: u32) -> Self {
-        let (service, url) = (&instance.name, &instance.url);
-        crate::monitoring::record_circuit(service, url, State::Closed.label(), None);
-        Events(Arc::new(CircuitLog {
-            service: service.clone(),
-            instance: url.clone(),
-            name: format!("{service} at {url}"),
-            failures_to_open,
-            inner: Mutex::new((State::Closed, None)),
-            pause: Mutex::new(Duration::ZERO),
-            rejected: AtomicU64::new(0),
-        }))
-    }
-
-    fn state(&self) -> State {
-        self.0.inner.lock().expect("circuit").0
-    }
-
-    /// Moves to `state`; the state it left.
-    fn change(&self, state: State, open_until: Option<Instant>) -> State {
-        let mut inner = self.0.inner.lock().expect("circuit");
-        let before = std::mem::replace(&mut *inner, (state, open_until)).0;
-        let (service, instance) = (&self.0.service, &self.0.instance);
+impl Changes {
+    /// Moves the circuit to `state`; the state it left.
+    fn change(&self, state: State) -> State {
+        let before = std::mem::replace(&mut *self.circuit.state.lock().expect("circuit"), state);
+        let (service, instance) = (&self.circuit.service, &self.circuit.instance);
         crate::monitoring::record_circuit(service, instance, state.label(), Some(before.label()));
         before
     }
-
-    fn open_problem(&self) -> Problem {
-        let until = self.0.inner.lock().expect("circuit").1;
-        let wait = until.map(|until| until.saturating_duration_since(Instant::now()));
-        // Whole seconds, rounded up, and at least one.
-        let seconds = wait.unwrap_or_default().as_secs_f64().ceil().max(1.0) as u64;
-        let detail = format!(
-            "the circuit for {} is open: it failed too often; try again in {seconds} s",
-            self.0.name
-        );
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail)
-            .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
-    }
-
-    fn to_json(&self) -> Value {
-        let (state, until) = *self.0.inner.lock().expect("circuit");
-        let wait = until.map(|until| until.saturating_duration_since(Instant::now()));
-        let (state, retry_after) = match state {
-            State::Closed => ("closed", None),
-            // failsafe half-opens on the next call once the pause is over.
-            State::Open if wait.is_some_and(|wait| wait.is_zero()) => ("half-open", None),
-            State::Open => ("open", wait.map(|wait| wait.as_secs_f64().ceil() as u64)),
-            State::HalfOpen => ("half-open", None),
-        };
-        let rejected = self.0.rejected.load(Ordering::Relaxed);
-        json!({ "state": state, "retry_after_seconds": retry_after, "rejected_calls": rejected })
-    }
 }
 
-impl failsafe::Instrument for Events {
-    fn on_call_rejected(&self) {
-        self.0.rejected.fetch_add(1, Ordering::Relaxed);
-    }
+impl failsafe::Instrument for Changes {
+    fn on_call_rejected(&self) {} // counted in `Breaker::reject`
 
     fn on_open(&self) {
-        let pause = *self.0.pause.lock().expect("circuit");
-        let before = self.change(State::Open, Some(Instant::now() + pause));
-        let service = &self.0.name;
-        let pause = humantime::format_duration(pause);
-        let what = match before {
-            State::HalfOpen => "OPEN again: the trial call failed".to_string(),
-            _ => format!("now OPEN after {} failures in a row", self.0.failures_to_open),
+        let circuit = &self.circuit;
+        let pause = *circuit.pause.lock().expect("circuit");
+        let what = match self.change(State::Open { until: Instant::now() + pause }) {
+            State::HalfOpen { .. } => "OPEN again: the trial call failed".to_string(),
+            _ => format!("now OPEN after {} failures in a row", circuit.failures_to_open),
         };
-        warn!("circuit for {service} is {what}; calls fail fast for {pause}");
+        let (name, pause) = (&circuit.name, humantime::format_duration(pause));
+        warn!("circuit for {name} is {what}; calls fail fast for {pause}");
     }
 
     fn on_half_open(&self) {
-        self.change(State::HalfOpen, None);
-        info!("circuit for {} is HALF-OPEN: one trial call goes through", self.0.name);
+        self.change(State::HalfOpen { trial_under_way: false });
+        info!("circuit for {} is HALF-OPEN: one trial call goes through", self.circuit.name);
     }
 
     fn on_closed(&self) {
         // failsafe also calls this when the circuit is created: nothing to say.
-        if self.change(State::Closed, None) != State::Closed {
-            info!("circuit for {} is CLOSED again: the trial call succeeded", self.0.name);
+        if self.change(State::Closed) != State::Closed {
+            info!("circuit for {} is CLOSED again: the trial call succeeded", self.circuit.name);
         }
     }
 }
@@ -332,12 +334,12 @@ impl failsafe::Instrument for Events {
 /// How long a circuit stays open: `next`, doubled after each failed trial,
 /// up to `max`. failsafe has an exponential backoff of its own, but it
 /// cannot start below a second (tests want less) and does not say what it
-/// chose; this one records it in `chosen`, for Retry-After.
+/// chose; this one tells the circuit, for its log line and Retry-After.
 #[derive(Clone)]
 struct Doubling {
     next: Duration,
     max: Duration,
-    chosen: Arc<CircuitLog>,
+    circuit: Arc<Circuit>,
 }
 
 impl Iterator for Doubling {
@@ -345,7 +347,7 @@ impl Iterator for Doubling {
 
     fn next(&mut self) -> Option<Duration> {
         let pause = self.next.min(self.max);
-        *self.chosen.pause.lock().expect("circuit") = pause;
+        *self.circuit.pause.lock().expect("circuit") = pause;
         self.next = pause * 2;
         Some(pause)
     }
