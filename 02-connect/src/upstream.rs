@@ -131,16 +131,23 @@ impl Upstream {
     /// the log: 502 when the upstream is down or answers badly, 504 when it
     /// is too slow.
     pub fn problem(&self, error: &CallError) -> Problem {
-        let upstream = format!("{} at {}", self.name, self.url);
-        let timeout = humantime::format_duration(self.timeout);
-        let problem = match error {
-            CallError::TimedOut => Problem::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!("{upstream} did not answer within {timeout}"),
-            ),
-            _ => Problem::new(StatusCode::BAD_GATEWAY, format!("{upstream} {error}")),
+        let status = match error {
+            CallError::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
         };
+        let problem = Problem::new(status, self.explain(error));
         warn!("{}", problem.detail);
         problem
+    }
+
+    /// What went wrong, in a sentence that names the upstream.
+    pub fn explain(&self, error: &CallError) -> String {
+        match error {
+            CallError::TimedOut => {
+                let timeout = humantime::format_duration(self.timeout);
+                format!("{} at {} did not answer within {timeout}", self.name, self.url)
+            }
+            _ => format!("{} at {} {error}", self.name, self.url),
+        }
     }
 }

@@ -157,27 +157,32 @@ impl Upstream {
     /// is too slow; 413, 431 or 408 when our own client's request was the
     /// trouble.
     pub fn problem(&self, error: &CallError) -> Problem {
-        let upstream = format!("{} at {}", self.name, self.url);
-        let timeout = humantime::format_duration(self.timeout);
-        let problem = match error {
-            CallError::TimedOut => Problem::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!("{upstream} did not answer within {timeout}"),
-            ),
-            CallError::ClientTooSlow => Problem::new(
-                StatusCode::REQUEST_TIMEOUT,
-                format!("the request's body did not arrive within {timeout}"),
-            ),
-            CallError::BodyTooLarge(_) => {
-                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string())
-            }
-            CallError::HeadersTooLarge(_) => {
-                Problem::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, error.to_string())
-            }
-            _ => Problem::new(StatusCode::BAD_GATEWAY, format!("{upstream} {error}")),
+        let status = match error {
+            CallError::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+            CallError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            CallError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            CallError::ClientTooSlow => StatusCode::REQUEST_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
         };
+        let problem = Problem::new(status, self.explain(error));
         warn!("{}", problem.detail);
         problem
+    }
+
+    /// What went wrong, in a sentence that names the upstream (or our own
+    /// client, when it was the trouble).
+    pub fn explain(&self, error: &CallError) -> String {
+        let timeout = humantime::format_duration(self.timeout);
+        match error {
+            CallError::TimedOut => {
+                format!("{} at {} did not answer within {timeout}", self.name, self.url)
+            }
+            CallError::ClientTooSlow => {
+                format!("the request's body did not arrive within {timeout}")
+            }
+            CallError::BodyTooLarge(_) | CallError::HeadersTooLarge(_) => error.to_string(),
+            _ => format!("{} at {} {error}", self.name, self.url),
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use actix_web::rt::task::JoinHandle;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use crate::{Problem, Upstream, http_client, http_url};
+use crate::{Body, CallError, Problem, Upstream, http_client, http_url};
 
 /// Where the registry answers, when none is given.
 pub const REGISTRY_URL: &str = "http://127.0.0.1:8500";
@@ -123,9 +123,10 @@ impl Registration {
                     retry_in = Duration::from_millis(500);
                     actix_web::rt::time::sleep(REGISTER_AGAIN_EVERY).await;
                 }
-                Err(problem) => {
+                Err(error) => {
+                    let why = self.registry.explain(&error);
                     let pause = humantime::format_duration(retry_in);
-                    warn!("cannot register: {}; retrying in {pause}", problem.detail);
+                    warn!("cannot register: {why}; retrying in {pause}");
                     registered = false;
                     actix_web::rt::time::sleep(retry_in).await;
                     retry_in = (retry_in * 2).min(REGISTER_AGAIN_EVERY);
@@ -139,27 +140,20 @@ impl Registration {
         client: &awc::Client,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<(), Problem> {
-        let mut request =
-            client.put(format!("{}{path}", self.registry.url)).timeout(self.registry.timeout);
+    ) -> Result<(), CallError> {
+        let mut request = client.put(format!("{}{path}", self.registry.url));
         if let Some(token) = &self.token {
             request = request.insert_header(("X-Consul-Token", token.as_str()));
         }
-        let sent = match body {
-            Some(body) => request.send_json(body).await,
-            None => request.send().await,
-        };
-        let mut response = sent.map_err(|error| self.registry.problem(&error.into()))?;
+        let body = body.map_or(Body::Empty, |body| Body::Json(body.clone()));
+        let mut response = self.registry.call(request, body).await?;
         if response.status().is_success() {
             return Ok(());
         }
+        // The registry explains itself in plain text, as Consul does.
         let said = response.body().await.unwrap_or_default();
-        let detail = format!(
-            "the registry answered {}: {}",
-            response.status(),
-            String::from_utf8_lossy(&said)
-        );
-        Err(Problem::new(response.status(), detail))
+        let said = String::from_utf8_lossy(&said).trim().to_string();
+        Err(CallError::Status(response.status(), Some(said)))
     }
 }
 
@@ -173,8 +167,9 @@ impl Registered {
         match registration.put(&http_client(), &path, None).await {
             Ok(()) => info!("deregistered {}", registration.id),
             // When the whole step stops, the registry may stop first.
-            Err(problem) => {
-                info!("not deregistered ({}); is the registry stopping too?", problem.detail)
+            Err(error) => {
+                let why = registration.registry.explain(&error);
+                info!("not deregistered ({why}); is the registry stopping too?")
             }
         }
     }

@@ -328,7 +328,7 @@ async fn find_instance(
 ) -> Result<Upstream, Problem> {
     let problem = match gateway.discovery.find(client, name).await {
         Ok(instance) => return Ok(instance),
-        Err(problem) if problem.status == StatusCode::SERVICE_UNAVAILABLE.as_u16() => problem,
+        Err(problem) if problem.status_code() == StatusCode::SERVICE_UNAVAILABLE => problem,
         Err(problem) => return Err(problem),
     };
     // Listed lately: down for now, not unknown. A registry that has just

@@ -386,7 +386,7 @@ async fn find_instance(
     // While the circuits of all its instances are open, a 503 at once: no call at all.
     let problem = match breakers.find(&gateway.discovery, client, name).await {
         Ok(instance) => return Ok(instance),
-        Err(problem) if problem.status == StatusCode::SERVICE_UNAVAILABLE.as_u16() => problem,
+        Err(problem) if problem.status_code() == StatusCode::SERVICE_UNAVAILABLE => problem,
         Err(problem) => return Err(problem),
     };
     // Listed lately: down for now, not unknown. A registry that has just
