@@ -288,8 +288,11 @@ async fn proxy(
 fn route(request: &HttpRequest) -> Result<(String, String), Problem> {
     let segments = decode_path(request.path().trim_start_matches('/'))?;
     let (name, rest) = segments.split_first().ok_or_else(|| no_route(request))?;
-    let query = request.uri().query().map(|query| format!("?{query}")).unwrap_or_default();
-    Ok((name.clone(), format!("{}{query}", encode_path(rest))))
+    let mut path = encode_path(rest);
+    if let Some(query) = request.uri().query() {
+        path = format!("{path}?{query}");
+    }
+    Ok((name.clone(), path))
 }
 
 /// Sends the client's request on as `outgoing`, through `service`'s one

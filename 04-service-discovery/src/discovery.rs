@@ -220,7 +220,7 @@ impl Discovery {
         client: &awc::Client,
         service: &'static str,
     ) -> Result<Upstream, Problem> {
-        if let Some(url) = self.next_known(service, true) {
+        if let Some(url) = self.next_known(service, REMEMBER_INSTANCES_FOR) {
             return Ok(Upstream { name: service, url, timeout: self.call_timeout });
         }
         match self.ask_registry(client, service).await {
@@ -242,7 +242,7 @@ impl Discovery {
                 None => return Err(problem),
             },
         }
-        match self.next_known(service, false) {
+        match self.next_known(service, Duration::MAX) {
             Some(url) => Ok(Upstream { name: service, url, timeout: self.call_timeout }),
             None => {
                 let detail = format!(
@@ -262,17 +262,15 @@ impl Discovery {
         if let Some(instances) = self.known.lock().expect("discovery cache").get_mut(service) {
             instances.asked_at = Instant::now();
         }
-        self.next_known(service, false)
+        self.next_known(service, Duration::MAX)
     }
 
-    /// The next of the remembered instances, in turn; with `fresh`, only if
-    /// they were asked for less than a second ago.
-    fn next_known(&self, service: &str, fresh: bool) -> Option<String> {
+    /// The next of the remembered instances, in turn, if the registry was
+    /// asked for them within `max_age` (`Duration::MAX`: however long ago).
+    fn next_known(&self, service: &str, max_age: Duration) -> Option<String> {
         let mut known = self.known.lock().expect("discovery cache");
         let instances = known.get_mut(service)?;
-        if instances.urls.is_empty()
-            || (fresh && instances.asked_at.elapsed() > REMEMBER_INSTANCES_FOR)
-        {
+        if instances.urls.is_empty() || instances.asked_at.elapsed() > max_age {
             return None;
         }
         instances.next = (instances.next + 1) % instances.urls.len();

@@ -220,9 +220,9 @@ impl Discovery {
     /// there is none: 503 when none is registered and passing, 502 or 504
     /// when the registry cannot be asked (and nothing is remembered).
     pub async fn find(&self, client: &awc::Client, service: &str) -> Result<Upstream, Problem> {
-        let (name, timeout) = (service.to_string(), self.call_timeout);
-        let instance = |url| Upstream { name: name.clone(), url, timeout, circuit: None };
-        if let Some(url) = self.next_known(service, true) {
+        let timeout = self.call_timeout;
+        let instance = |url| Upstream { name: service.to_string(), url, timeout, circuit: None };
+        if let Some(url) = self.next_known(service, REMEMBER_INSTANCES_FOR) {
             debug!("{service} at {url}, from the instances the registry listed less than 1 s ago");
             return Ok(instance(url));
         }
@@ -252,7 +252,7 @@ impl Discovery {
                 None => return Err(problem),
             },
         }
-        match self.next_known(service, false) {
+        match self.next_known(service, Duration::MAX) {
             Some(url) => Ok(instance(url)),
             None => {
                 let detail = format!(
@@ -317,17 +317,15 @@ impl Discovery {
         if let Some(instances) = self.known.lock().expect("discovery cache").get_mut(service) {
             instances.asked_at = Instant::now();
         }
-        self.next_known(service, false)
+        self.next_known(service, Duration::MAX)
     }
 
-    /// The next of the remembered instances, in turn; with `fresh`, only if
-    /// they were asked for less than a second ago.
-    fn next_known(&self, service: &str, fresh: bool) -> Option<String> {
+    /// The next of the remembered instances, in turn, if the registry was
+    /// asked for them within `max_age` (`Duration::MAX`: however long ago).
+    fn next_known(&self, service: &str, max_age: Duration) -> Option<String> {
         let mut known = self.known.lock().expect("discovery cache");
         let instances = known.get_mut(service)?;
-        if instances.urls.is_empty()
-            || (fresh && instances.asked_at.elapsed() > REMEMBER_INSTANCES_FOR)
-        {
+        if instances.urls.is_empty() || instances.asked_at.elapsed() > max_age {
             return None;
         }
         instances.next = (instances.next + 1) % instances.urls.len();

@@ -380,8 +380,11 @@ fn route(request: &HttpRequest) -> Result<(String, String), Problem> {
         );
         return Err(Problem::new(StatusCode::NOT_FOUND, detail));
     }
-    let query = request.uri().query().map(|query| format!("?{query}")).unwrap_or_default();
-    Ok((name.clone(), format!("{}{query}", encode_path(rest))))
+    let mut path = encode_path(rest);
+    if let Some(query) = request.uri().query() {
+        path = format!("{path}?{query}");
+    }
+    Ok((name.clone(), path))
 }
 
 /// An instance of the service `name` to call. When none passes its checks:
