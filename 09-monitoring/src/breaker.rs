@@ -299,7 +299,7 @@ impl Changes {
     fn change(&self, state: State) -> State {
         let before = std::mem::replace(&mut *self.circuit.state.lock().expect("circuit"), state);
         let (service, instance) = (&self.circuit.service, &self.circuit.instance);
-        crate::monitoring::record_circuit(service, instance, state.label(), Some(before.label()));
+        crate::monitoring::record_circuit(service, instance, before.label(), state.label());
         before
     }
 }

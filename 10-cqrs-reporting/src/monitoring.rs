@@ -143,21 +143,11 @@ pub fn record_call(upstream: &str, outcome: &Result<ClientResponse, CallError>, 
         .record(took.as_secs_f64());
 }
 
-/// The circuit for `upstream` is now in `state` (`closed`, `half_open` or
-/// `open`); it was in `before`.
-pub fn record_circuit(
-    upstream: &str,
-    instance: &str,
-    state: &'static str,
-    before: Option<&'static str>,
-) {
-    for each in ["closed", "half_open", "open"] {
-        let value = if each == state { 1.0 } else { 0.0 };
-        let labels = [("upstream", upstream), ("instance", instance), ("state", each)]
-            .map(|(name, value)| (name, value.to_string()));
-        gauge!("circuit_breaker_state", &labels).set(value);
-    }
-    if before.is_some_and(|before| before != state) {
+/// The circuit for `upstream` at `instance` moved from `before` to `state`
+/// (`closed`, `half_open` or `open`; the same when it is new).
+pub fn record_circuit(upstream: &str, instance: &str, before: &'static str, state: &'static str) {
+    set_circuit_state(upstream, instance, state);
+    if before != state {
         let labels = [("upstream", upstream), ("instance", instance), ("to", state)]
             .map(|(name, value)| (name, value.to_string()));
         counter!("circuit_breaker_transitions_total", &labels).increment(1);
@@ -166,5 +156,15 @@ pub fn record_circuit(
 
 /// A circuit forgotten (its instance gone) is in none of the states.
 pub fn forget_circuit(upstream: &str, instance: &str) {
-    record_circuit(upstream, instance, "forgotten", None);
+    set_circuit_state(upstream, instance, "forgotten");
+}
+
+/// `circuit_breaker_state`: 1 for the state the circuit is in, 0 for the others.
+fn set_circuit_state(upstream: &str, instance: &str, state: &str) {
+    for each in ["closed", "half_open", "open"] {
+        let value = if each == state { 1.0 } else { 0.0 };
+        let labels = [("upstream", upstream), ("instance", instance), ("state", each)]
+            .map(|(name, value)| (name, value.to_string()));
+        gauge!("circuit_breaker_state", &labels).set(value);
+    }
 }
