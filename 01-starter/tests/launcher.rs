@@ -5,15 +5,15 @@ use std::net::TcpListener;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use support::PATIENCE;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-const PROGRAM: &str = env!("CARGO_BIN_EXE_step01-starter");
+mod support;
 
-/// The longest any test waits for something to happen.
-const PATIENCE: Duration = Duration::from_secs(30);
+const PROGRAM: &str = env!("CARGO_BIN_EXE_step01-starter");
 
 /// The binary, running, with its stdout and stderr read line by line.
 struct Running {

@@ -1,22 +1,11 @@
 //! What a client of step 01's services sees.
 
-use std::net::TcpListener;
-
 use actix_web::http::StatusCode;
 use serde_json::{Value, json};
 use step01_starter::{service1, service2};
+use support::{header, start};
 
-/// Starts a service on a free port and returns its base URL.
-fn start(server: fn(TcpListener) -> std::io::Result<actix_web::dev::Server>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    actix_web::rt::spawn(server(listener).unwrap());
-    url
-}
-
-fn header<'a, S>(response: &'a awc::ClientResponse<S>, name: &str) -> Option<&'a str> {
-    response.headers().get(name).and_then(|value| value.to_str().ok())
-}
+mod support;
 
 #[actix_web::test]
 async fn each_service_answers_its_name_on_any_path() {

@@ -3,29 +3,16 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use actix_web::dev::Server;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
-use step02_connect::{service1, service2};
+use step02_connect::service2;
+use support::{header, nothing_listening, start, start_service1};
 
-/// Starts a server on a free port and returns its base URL.
-fn start(server: impl FnOnce(TcpListener) -> std::io::Result<Server>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    actix_web::rt::spawn(server(listener).unwrap());
-    url
-}
+mod support;
 
-/// Starts service1, calling service2 at `service2_url` with a short timeout.
-fn start_service1(service2_url: &str) -> String {
-    let options = service1::Options {
-        port: 0,
-        service2_url: service2_url.to_string(),
-        service2_timeout: Duration::from_millis(300),
-    };
-    start(|listener| service1::server(listener, options))
-}
+/// How long service1 gives service2 to answer here: not long.
+const SERVICE2_TIMEOUT: Duration = Duration::from_millis(300);
 
 /// How a stand-in for service2 answers every request.
 type FakeAnswer = fn() -> HttpResponse;
@@ -39,24 +26,12 @@ fn start_fake_service2(answer: FakeAnswer) -> String {
     })
 }
 
-fn header<'a, S>(response: &'a awc::ClientResponse<S>, name: &str) -> Option<&'a str> {
-    response.headers().get(name).and_then(|value| value.to_str().ok())
-}
-
 /// GETs `url`; returns the status, the content type and the JSON body.
 async fn get(url: &str) -> (StatusCode, String, Value) {
     let mut response = awc::Client::default().get(url).send().await.unwrap();
     let content_type = header(&response, "content-type").unwrap_or_default().to_string();
     let body = response.json().await.unwrap();
     (response.status(), content_type, body)
-}
-
-/// A URL where nothing listens: a port free a moment ago, below the range
-/// the OS hands out for port 0 (32768 and up on Linux, 49152 and up
-/// elsewhere), so that no server another test starts meanwhile can get it.
-fn nothing_listening() -> String {
-    let free = (20000..30000).find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok());
-    format!("http://127.0.0.1:{}", free.expect("a free port from 20000 to 29999"))
 }
 
 #[actix_web::test]
@@ -69,7 +44,7 @@ async fn service2_answers_its_name_on_any_path() {
 
 #[actix_web::test]
 async fn service1_answers_what_service2_answers() {
-    let service1_url = start_service1(&start(service2::server));
+    let service1_url = start_service1(&start(service2::server), SERVICE2_TIMEOUT);
     for path in ["/", "/any/path"] {
         let (status, content_type, body) = get(&format!("{service1_url}{path}")).await;
         assert_eq!(status, StatusCode::OK);
@@ -81,7 +56,8 @@ async fn service1_answers_what_service2_answers() {
 #[actix_web::test]
 async fn service2_down_is_a_502_naming_service2_and_its_url() {
     let service2_url = nothing_listening();
-    let (status, content_type, problem) = get(&start_service1(&service2_url)).await;
+    let (status, content_type, problem) =
+        get(&start_service1(&service2_url, SERVICE2_TIMEOUT)).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(content_type, "application/problem+json");
     assert_eq!(
@@ -101,7 +77,8 @@ async fn service2_slower_than_the_timeout_is_a_504() {
     // it), the request is sent, and no answer ever comes.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let service2_url = format!("http://{}", silent.local_addr().unwrap());
-    let (status, content_type, problem) = get(&start_service1(&service2_url)).await;
+    let (status, content_type, problem) =
+        get(&start_service1(&service2_url, SERVICE2_TIMEOUT)).await;
     assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(content_type, "application/problem+json");
     assert_eq!(
@@ -125,7 +102,7 @@ async fn service2_answering_garbage_is_a_502() {
     ];
     for (answer, expected) in cases {
         let service2_url = start_fake_service2(answer);
-        let (status, _, problem) = get(&start_service1(&service2_url)).await;
+        let (status, _, problem) = get(&start_service1(&service2_url, SERVICE2_TIMEOUT)).await;
         assert_eq!(status, StatusCode::BAD_GATEWAY);
         let detail = problem["detail"].as_str().unwrap();
         assert!(detail.starts_with(&format!("service2 at {service2_url} {expected}")), "{detail}");
@@ -168,7 +145,7 @@ async fn service2s_own_problem_is_passed_on_in_the_detail() {
             .content_type("application/problem+json")
             .body(r#"{"status":503,"detail":"out of coffee"}"#)
     });
-    let (status, _, problem) = get(&start_service1(&service2_url)).await;
+    let (status, _, problem) = get(&start_service1(&service2_url, SERVICE2_TIMEOUT)).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(
         problem["detail"],
