@@ -60,48 +60,32 @@ const SERVICES: [&str; 4] = [registry::NAME, service1::NAME, service2::NAME, gat
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let stopped_by = if cli.supervised { StoppedBy::Launcher } else { StoppedBy::CtrlC };
+    let run_options = |service, port, registration| RunOptions {
+        service,
+        host: cli.host.clone(),
+        port,
+        stopped_by,
+        registration,
+    };
     match cli.service {
         None => launch_all(&cli.host),
         Some(Service::Gateway(options)) => run(
-            RunOptions {
-                service: gateway::NAME,
-                host: cli.host,
-                port: options.port,
-                stopped_by,
-                registration: Some(options.registration.clone()),
-            },
+            run_options(gateway::NAME, options.port, Some(options.registration.clone())),
             |listener| gateway::server(listener, options),
         ),
         Some(Service::Service1(options)) => run(
-            RunOptions {
-                service: service1::NAME,
-                host: cli.host,
-                port: options.port,
-                stopped_by,
-                registration: Some(options.registration.clone()),
-            },
+            run_options(service1::NAME, options.port, Some(options.registration.clone())),
             |listener| service1::server(listener, options),
         ),
         Some(Service::Service2(options)) => run(
-            RunOptions {
-                service: service2::NAME,
-                host: cli.host,
-                port: options.port,
-                stopped_by,
-                registration: Some(options.registration),
-            },
+            run_options(service2::NAME, options.port, Some(options.registration)),
             service2::server,
         ),
-        Some(Service::Registry(options)) => run(
-            RunOptions {
-                service: registry::NAME,
-                host: cli.host,
-                port: options.port,
-                stopped_by,
-                registration: None,
-            },
-            |listener| registry::server_with_acl_token(listener, options.acl_token),
-        ),
+        Some(Service::Registry(options)) => {
+            run(run_options(registry::NAME, options.port, None), |listener| {
+                registry::server_with_acl_token(listener, options.acl_token)
+            })
+        }
     }
 }
 

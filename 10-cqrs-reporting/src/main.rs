@@ -76,76 +76,42 @@ const SERVICES: [&str; 7] = [
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let stopped_by = if cli.supervised { StoppedBy::Launcher } else { StoppedBy::CtrlC };
+    let run_options = |service, port, registration| RunOptions {
+        service,
+        host: cli.host.clone(),
+        port,
+        stopped_by,
+        registration,
+    };
     match cli.service {
         None => launch_all(&cli.host),
         Some(Service::Gateway(options)) => run(
-            RunOptions {
-                service: gateway::NAME,
-                host: cli.host,
-                port: options.port,
-                stopped_by,
-                registration: Some(options.registration.clone()),
-            },
+            run_options(gateway::NAME, options.port, Some(options.registration.clone())),
             |listener| gateway::server(listener, options),
         ),
         Some(Service::Service1(options)) => run(
-            RunOptions {
-                service: service1::NAME,
-                host: cli.host,
-                port: options.port,
-                stopped_by,
-                registration: Some(options.registration.clone()),
-            },
+            run_options(service1::NAME, options.port, Some(options.registration.clone())),
             |listener| service1::server(listener, options),
         ),
         Some(Service::Service2(options)) => run(
-            RunOptions {
-                service: service2::NAME,
-                host: cli.host,
-                port: options.port,
-                stopped_by,
-                registration: Some(options.registration),
-            },
+            run_options(service2::NAME, options.port, Some(options.registration)),
             service2::server,
         ),
-        Some(Service::Registry(options)) => run(
-            RunOptions {
-                service: registry::NAME,
-                host: cli.host,
-                port: options.port,
-                stopped_by,
-                registration: None,
-            },
-            |listener| registry::server_with_acl_token(listener, options.acl_token),
-        ),
+        Some(Service::Registry(options)) => {
+            run(run_options(registry::NAME, options.port, None), |listener| {
+                registry::server_with_acl_token(listener, options.acl_token)
+            })
+        }
         Some(Service::Users(options)) => run(
-            RunOptions {
-                service: users::NAME,
-                host: cli.host,
-                port: options.port,
-                stopped_by,
-                registration: Some(options.registration.clone()),
-            },
+            run_options(users::NAME, options.port, Some(options.registration.clone())),
             |listener| users::server(listener, options),
         ),
         Some(Service::Accounts(options)) => run(
-            RunOptions {
-                service: accounts::NAME,
-                host: cli.host,
-                port: options.port,
-                stopped_by,
-                registration: Some(options.registration.clone()),
-            },
+            run_options(accounts::NAME, options.port, Some(options.registration.clone())),
             |listener| accounts::server(listener, options),
         ),
         Some(Service::Reports(options)) => run(
-            RunOptions {
-                service: reports::NAME,
-                host: cli.host,
-                port: options.port,
-                stopped_by,
-                registration: Some(options.registration.clone()),
-            },
+            run_options(reports::NAME, options.port, Some(options.registration.clone())),
             |listener| reports::server(listener, options),
         ),
         Some(Service::Demo(options)) => demo::run(options),
