@@ -1,0 +1,127 @@
+//! The checks of this step's exercises (README, "Exercises"). Each waits,
+//! ignored, until you run it by name once you have done the exercise:
+//!
+//! ```sh
+//! cargo test -p step02-connect --test exercises -- --ignored exercise_1
+//! ```
+//!
+//! It fails with a hint at what is still missing, and passes once the
+//! exercise is done. It checks what a client sees, not how you wrote it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde_json::{Value, json};
+use step02_connect::service2;
+use support::{start, start_service1};
+
+mod support;
+
+#[actix_web::test]
+#[ignore = "exercise: run it by name once you have done it"]
+async fn exercise_1_service1_wraps_service2s_answer() {
+    let service1 = start_service1(&start(service2::server), Duration::from_secs(2));
+    let (status, answer) = get(&service1).await;
+    assert_eq!(status, StatusCode::OK, "service1 answered {status}: {answer}");
+    assert_eq!(
+        answer,
+        json!({ "name": "service 1", "service2": { "name": "service 2" } }),
+        "service1 answered {answer}, service2's answer as it is. Hint: `hello` in \
+         src/service1.rs answers with what `get_json` returned; answer with a JSON object of \
+         your own instead (`json!`, as service2 builds its answer), with service2's answer \
+         inside it. Then run the step's tests: which of them still expect the old answer?"
+    );
+}
+
+#[actix_web::test]
+#[ignore = "exercise: run it by name once you have done it"]
+async fn exercise_2_one_retry_within_the_deadline() {
+    // A service2 that fails its first call only, as one restarting does.
+    let service2 = Flaky::start(1, Duration::ZERO);
+    let (status, answer) = get(&start_service1(&service2.url, Duration::from_secs(2))).await;
+    assert_eq!(
+        (status, &answer),
+        (StatusCode::OK, &json!({ "name": "service 2" })),
+        "service2 answered its first call 503 and would have answered a second one; service1 \
+         gave up after the first ({status}: {answer}). Hint: in `Upstream::get_json` \
+         (src/upstream.rs), call once more when the first call failed in a way that may pass \
+         (a broken connection, or 502, 503 or 504): not after a timeout, nor after an answer \
+         that would only be the same again."
+    );
+    assert_eq!(service2.calls(), 2, "service2 should have been called twice");
+
+    // A service2 that fails every call: one retry, not a loop.
+    let service2 = Flaky::start(usize::MAX, Duration::ZERO);
+    let (status, answer) = get(&start_service1(&service2.url, Duration::from_secs(2))).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "service1 answered {status}: {answer}");
+    assert_eq!(
+        service2.calls(),
+        2,
+        "a service2 that answers 503 to everything was called {} times for one request: \
+         service1 should try once more, and then give up with the last problem. A service that \
+         is down needs less load, not more.",
+        service2.calls()
+    );
+
+    // A slow service2 that fails: the retry gets what is left of the
+    // deadline, not a deadline of its own.
+    let timeout = Duration::from_secs(2);
+    let service2 = Flaky::start(usize::MAX, Duration::from_millis(1500));
+    let started = Instant::now();
+    let (status, answer) = get(&start_service1(&service2.url, timeout)).await;
+    let took = started.elapsed();
+    assert!(
+        took < timeout + Duration::from_millis(500),
+        "with a timeout of 2s, service1 answered after {took:?} ({status}: {answer}): the retry \
+         had a deadline of its own. Hint: note when the first call started; the second may \
+         only take what is left of `timeout` (`Upstream::call` sets the deadline of a call, \
+         `request.timeout(..)`). The caller of service1 waits no longer with a retry than \
+         without."
+    );
+}
+
+/// A stand-in for service2 that answers 503 to its first `failures` calls
+/// and its name after that, each after `delay`, and counts the calls.
+struct Flaky {
+    url: String,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Flaky {
+    fn start(failures: usize, delay: Duration) -> Flaky {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let url = start(move |listener| {
+            step02_connect::serve(listener, move |routes| {
+                let calls = counted.clone();
+                routes.default_service(web::to(move || {
+                    let call = calls.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        actix_web::rt::time::sleep(delay).await;
+                        if call < failures {
+                            HttpResponse::ServiceUnavailable()
+                                .content_type("application/problem+json")
+                                .body(r#"{"status":503,"detail":"restarting"}"#)
+                        } else {
+                            HttpResponse::Ok().json(json!({ "name": "service 2" }))
+                        }
+                    }
+                }));
+            })
+        });
+        Flaky { url, calls }
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+/// GETs `url`; returns the status and the JSON body.
+async fn get(url: &str) -> (StatusCode, Value) {
+    let mut response = awc::Client::default().get(url).send().await.unwrap();
+    (response.status(), response.json().await.unwrap())
+}
