@@ -12,6 +12,7 @@ use step10_cqrs_reporting::gateway::{self, WORKSHOP_KEY};
 use step10_cqrs_reporting::{BreakerOptions, RegistrationOptions, registry, service1};
 
 pub mod binary;
+pub mod cqrs;
 
 /// The longest any test waits for something to happen.
 pub const PATIENCE: Duration = Duration::from_secs(30);
