@@ -169,3 +169,74 @@ fn the_root_readme_lists_every_step() {
         );
     }
 }
+
+/// The numbers of a step's exercise checks: the tests `exercise_<N>_…` of
+/// its `tests/exercises.rs`.
+fn exercise_numbers(step: &str) -> Vec<u32> {
+    let path = workspace_root().join(step).join("tests/exercises.rs");
+    let checks = read(&path);
+    let mut numbers: Vec<u32> = checks
+        .split("fn exercise_")
+        .skip(1)
+        .filter_map(|rest| rest.split('_').next()?.parse().ok())
+        .collect();
+    numbers.sort_unstable();
+    numbers
+}
+
+#[test]
+fn every_step_has_checked_exercises_with_solutions() {
+    for step in step_folders() {
+        let numbers = exercise_numbers(&step);
+        assert!(
+            numbers.len() >= 2,
+            "{step}/tests/exercises.rs has {} exercise checks: every step has at least two \
+             (`async fn exercise_<N>_<what>`, #[ignore]d)",
+            numbers.len()
+        );
+        let checks = read(&workspace_root().join(&step).join("tests/exercises.rs"));
+        assert_eq!(
+            checks.matches("#[ignore").count(),
+            numbers.len(),
+            "{step}/tests/exercises.rs: every exercise check is #[ignore]d, so that `cargo test \
+             --workspace` does not run it before the learner has done the exercise"
+        );
+        let readme = read(&workspace_root().join(&step).join("README.md"));
+        let exercises = readme.split("\n## Exercises").nth(1).unwrap_or_default();
+        let solutions = workspace_root().join("solutions").join(&step);
+        assert!(
+            solutions.join("README.md").is_file(),
+            "solutions/{step}/README.md is missing: it explains each solution to an instructor"
+        );
+        for number in numbers {
+            let command =
+                format!("cargo test -p step{step} --test exercises -- --ignored exercise_{number}");
+            assert!(
+                exercises.contains(&command),
+                "{step}/README.md's Exercises should name the check of exercise {number}: `{command}`"
+            );
+            let patch = solutions.join(format!("{number}.patch"));
+            assert!(
+                patch.is_file(),
+                "{step}: exercise {number} has no solutions/{step}/{number}.patch"
+            );
+        }
+    }
+}
+
+#[test]
+fn no_exercise_code_is_in_a_step_s_src() {
+    for step in step_folders() {
+        for entry in fs::read_dir(workspace_root().join(&step).join("src")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension() == Some("rs".as_ref()) {
+                assert!(
+                    !read(&path).contains("exercise_"),
+                    "{}: exercise code lives in tests/exercises.rs and solutions/, never in src/, \
+                     so that the diff between two steps shows only the lesson",
+                    path.display()
+                );
+            }
+        }
+    }
+}
