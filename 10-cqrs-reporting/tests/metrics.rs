@@ -1,7 +1,6 @@
 //! What Prometheus would scrape: the real binary, each service a process of
 //! its own (as Prometheus sees them), and its `/metrics` read as text.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
@@ -9,7 +8,7 @@ use serde_json::Value;
 use tokio::process::Child;
 
 use support::binary::{free_ports, lines_until, spawn, start_step};
-use support::{PATIENCE, request};
+use support::{PATIENCE, Sample, request, scrape, value};
 
 mod support;
 
@@ -31,48 +30,6 @@ async fn get(gateway: &str, path: &str) -> StatusCode {
         }
         Err(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
-}
-
-/// One sample of a metric: its name, its labels and its value.
-#[derive(Debug)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-/// Reads `/metrics` at `url`; checks that it is Prometheus's text format.
-async fn scrape(url: &str) -> Vec<Sample> {
-    let mut response = awc::Client::default().get(format!("{url}/metrics")).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let content_type = response.headers().get("content-type").unwrap().to_str().unwrap();
-    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
-    let body = response.body().limit(1 << 20).await.unwrap();
-    let text = String::from_utf8(body.to_vec()).unwrap();
-    text.lines().filter(|line| !line.starts_with('#') && !line.is_empty()).map(parse).collect()
-}
-
-/// `name{a="1",b="2"} 3` (label values here never hold `",` or `"}`).
-fn parse(line: &str) -> Sample {
-    let (series, value) = line.rsplit_once(' ').unwrap();
-    let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
-    let labels = labels.trim_end_matches('}');
-    let labels = labels
-        .split("\",")
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap();
-            (key.to_string(), value.trim_matches('"').to_string())
-        })
-        .collect();
-    Sample { name: name.to_string(), labels, value: value.parse().unwrap() }
-}
-
-/// The value of the sample of `name` with (at least) `labels`, or 0.
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
-    let has = |s: &Sample| labels.iter().all(|(k, v)| s.labels.get(*k).is_some_and(|l| l == v));
-    let found = samples.iter().find(|sample| sample.name == name && has(sample));
-    found.map_or(0.0, |sample| sample.value)
 }
 
 /// Scrapes `url` until `done` holds, and returns what it read.

@@ -1,134 +1,18 @@
 //! What Jaeger would receive: the real binary runs every service, and the
 //! test plays the OTLP collector, decoding the spans they send.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
-use actix_web::web::Bytes;
-use actix_web::{App, HttpResponse, HttpServer, web};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
-use opentelemetry_proto::tonic::common::v1::{AnyValue as Attribute, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
-use prost::Message;
-use tokio::process::Child;
-use tokio::sync::mpsc;
 
-use support::binary::{free_ports, lines_until, spawn, start_step};
-use support::{PATIENCE, request};
+use support::binary::{lines_until, start_step};
+use support::{Collector, PATIENCE, SpanSeen, request, spans_of, start_service2, traced};
 
 mod support;
-
-/// A span as the collector received it.
-#[derive(Clone, Debug)]
-struct SpanSeen {
-    service: String,
-    trace_id: String,
-    span_id: String,
-    parent_span_id: String,
-    name: String,
-    kind: SpanKind,
-    start: u64,
-    end: u64,
-    attributes: BTreeMap<String, String>,
-    /// The names of its events: the log lines written inside it.
-    events: Vec<String>,
-    status: SpanStatus,
-}
-
-/// An OTLP/HTTP collector on a free port, keeping every span it receives,
-/// or refusing them with 503 while `refusing` is set.
-#[derive(Default)]
-struct Collector {
-    url: String,
-    spans: Mutex<Vec<SpanSeen>>,
-    refusing: AtomicBool,
-    exports: AtomicUsize,
-}
-
-impl Collector {
-    fn start() -> web::Data<Collector> {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let collector = web::Data::new(Collector { url, ..Collector::default() });
-        let kept = collector.clone();
-        let server = HttpServer::new(move || {
-            App::new().app_data(kept.clone()).route("/v1/traces", web::post().to(receive))
-        })
-        .workers(1)
-        .listen(listener)
-        .unwrap()
-        .run();
-        actix_web::rt::spawn(server);
-        collector
-    }
-
-    /// Waits until the spans of `trace_id` satisfy `done`, and returns them.
-    async fn trace(&self, trace_id: &str, done: impl Fn(&[SpanSeen]) -> bool) -> Vec<SpanSeen> {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let spans: Vec<SpanSeen> = {
-                let spans = self.spans.lock().unwrap();
-                spans.iter().filter(|span| span.trace_id == trace_id).cloned().collect()
-            };
-            if done(&spans) {
-                return spans;
-            }
-            assert!(Instant::now() < deadline, "trace {trace_id} never arrived whole: {spans:#?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-async fn receive(collector: web::Data<Collector>, body: Bytes) -> HttpResponse {
-    collector.exports.fetch_add(1, Ordering::SeqCst);
-    if collector.refusing.load(Ordering::SeqCst) {
-        return HttpResponse::ServiceUnavailable().finish();
-    }
-    let Ok(export) = ExportTraceServiceRequest::decode(body) else {
-        return HttpResponse::BadRequest().finish();
-    };
-    let mut spans = collector.spans.lock().unwrap();
-    for resource_spans in export.resource_spans {
-        let resource = to_map(&resource_spans.resource.unwrap_or_default().attributes);
-        let service = resource.get("service.name").cloned().unwrap_or_default();
-        for span in resource_spans.scope_spans.into_iter().flat_map(|scope| scope.spans) {
-            spans.push(SpanSeen {
-                service: service.clone(),
-                trace_id: hex(&span.trace_id),
-                span_id: hex(&span.span_id),
-                parent_span_id: hex(&span.parent_span_id),
-                kind: span.kind(),
-                name: span.name,
-                start: span.start_time_unix_nano,
-                end: span.end_time_unix_nano,
-                attributes: to_map(&span.attributes),
-                events: span.events.into_iter().map(|event| event.name).collect(),
-                status: span.status.map_or(SpanStatus::Unset, |status| status.code()),
-            });
-        }
-    }
-    // An empty ExportTraceServiceResponse: everything accepted.
-    HttpResponse::Ok().content_type("application/x-protobuf").finish()
-}
-
-fn to_map(attributes: &[KeyValue]) -> BTreeMap<String, String> {
-    let text = |value: &Option<Attribute>| match value.as_ref().and_then(|v| v.value.as_ref()) {
-        Some(AnyValue::StringValue(text)) => text.clone(),
-        Some(AnyValue::IntValue(number)) => number.to_string(),
-        other => format!("{other:?}"),
-    };
-    attributes.iter().map(|kv| (kv.key.clone(), text(&kv.value))).collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
 
 /// GETs `path` from the gateway; the status and the trace id it answered.
 async fn get(gateway: &str, path: &str, traceparent: Option<&str>) -> Option<(StatusCode, String)> {
@@ -139,10 +23,6 @@ async fn get(gateway: &str, path: &str, traceparent: Option<&str>) -> Option<(St
     let response = request.send().await.ok()?;
     let trace_id = response.headers().get("x-trace-id")?.to_str().ok()?.to_string();
     Some((response.status(), trace_id))
-}
-
-fn spans_of<'a>(spans: &'a [SpanSeen], service: &str, kind: SpanKind) -> Vec<&'a SpanSeen> {
-    spans.iter().filter(|span| span.service == service && span.kind == kind).collect()
 }
 
 /// The client spans of `service`'s calls to `callee`.
@@ -264,29 +144,6 @@ async fn every_request_is_one_trace_through_the_services_it_reaches() {
     let names: Vec<&str> = spans.iter().map(|span| span.name.as_str()).collect();
     assert!(names.iter().all(|name| !name.contains("healthz")), "{names:?}");
     assert!(names.iter().all(|name| !name.contains("/v1/agent/")), "{names:?}");
-}
-
-/// What sends a service's spans to `collector_url`, every 50 ms (instead
-/// of every 5 s).
-fn traced(collector_url: &str) -> [(&'static str, String); 3] {
-    [
-        ("OTEL_SDK_DISABLED", "false".into()),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector_url.into()),
-        ("OTEL_BSP_SCHEDULE_DELAY", "50".into()),
-    ]
-}
-
-/// service2 alone, with no registry (it only logs that it cannot
-/// register); the service, its URL and its output in lines.
-fn start_service2(collector_url: &str) -> (Child, String, mpsc::UnboundedReceiver<String>) {
-    let ports = free_ports(2);
-    let env = [
-        ("RUST_LOG", "info".to_string()),
-        ("REGISTRY_URL", format!("http://127.0.0.1:{}", ports[1])),
-    ];
-    let args = ["service2", "--port", &ports[0].to_string()];
-    let (process, lines) = spawn(&args, &[&env[..], &traced(collector_url)].concat());
-    (process, format!("http://127.0.0.1:{}", ports[0]), lines)
 }
 
 #[actix_web::test]

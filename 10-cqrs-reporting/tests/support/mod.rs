@@ -2,14 +2,27 @@
 
 #![allow(dead_code)] // each test file uses some of it
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use actix_web::dev::Server;
 use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::common::v1::{AnyValue as Attribute, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
+use prost::Message;
 use serde_json::{Value, json};
 use step10_cqrs_reporting::gateway::{self, WORKSHOP_KEY};
 use step10_cqrs_reporting::{BreakerOptions, RegistrationOptions, registry, service1};
+use tokio::process::Child;
+use tokio::sync::mpsc;
 
 pub mod binary;
 pub mod cqrs;
@@ -131,4 +144,179 @@ pub async fn get(url: &str) -> (StatusCode, String, Value) {
     let content_type = header(&response, "content-type").unwrap_or_default().to_string();
     let body = response.json().await.unwrap();
     (response.status(), content_type, body)
+}
+
+/// A span as the collector received it.
+#[derive(Clone, Debug)]
+pub struct SpanSeen {
+    pub service: String,
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
+    pub name: String,
+    pub kind: SpanKind,
+    pub start: u64,
+    pub end: u64,
+    pub attributes: BTreeMap<String, String>,
+    /// The names of its events: the log lines written inside it.
+    pub events: Vec<String>,
+    pub status: SpanStatus,
+}
+
+/// An OTLP/HTTP collector on a free port, keeping every span it receives,
+/// or refusing them with 503 while `refusing` is set.
+#[derive(Default)]
+pub struct Collector {
+    pub url: String,
+    pub spans: Mutex<Vec<SpanSeen>>,
+    pub refusing: AtomicBool,
+    pub exports: AtomicUsize,
+}
+
+impl Collector {
+    pub fn start() -> web::Data<Collector> {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let collector = web::Data::new(Collector { url, ..Collector::default() });
+        let kept = collector.clone();
+        let server = HttpServer::new(move || {
+            App::new().app_data(kept.clone()).route("/v1/traces", web::post().to(receive))
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        actix_web::rt::spawn(server);
+        collector
+    }
+
+    /// Waits until the spans of `trace_id` satisfy `done`, and returns them.
+    pub async fn trace(&self, trace_id: &str, done: impl Fn(&[SpanSeen]) -> bool) -> Vec<SpanSeen> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let spans: Vec<SpanSeen> = {
+                let spans = self.spans.lock().unwrap();
+                spans.iter().filter(|span| span.trace_id == trace_id).cloned().collect()
+            };
+            if done(&spans) {
+                return spans;
+            }
+            assert!(Instant::now() < deadline, "trace {trace_id} never arrived whole: {spans:#?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn receive(collector: web::Data<Collector>, body: Bytes) -> HttpResponse {
+    collector.exports.fetch_add(1, Ordering::SeqCst);
+    if collector.refusing.load(Ordering::SeqCst) {
+        return HttpResponse::ServiceUnavailable().finish();
+    }
+    let Ok(export) = ExportTraceServiceRequest::decode(body) else {
+        return HttpResponse::BadRequest().finish();
+    };
+    let mut spans = collector.spans.lock().unwrap();
+    for resource_spans in export.resource_spans {
+        let resource = to_map(&resource_spans.resource.unwrap_or_default().attributes);
+        let service = resource.get("service.name").cloned().unwrap_or_default();
+        for span in resource_spans.scope_spans.into_iter().flat_map(|scope| scope.spans) {
+            spans.push(SpanSeen {
+                service: service.clone(),
+                trace_id: hex(&span.trace_id),
+                span_id: hex(&span.span_id),
+                parent_span_id: hex(&span.parent_span_id),
+                kind: span.kind(),
+                name: span.name,
+                start: span.start_time_unix_nano,
+                end: span.end_time_unix_nano,
+                attributes: to_map(&span.attributes),
+                events: span.events.into_iter().map(|event| event.name).collect(),
+                status: span.status.map_or(SpanStatus::Unset, |status| status.code()),
+            });
+        }
+    }
+    // An empty ExportTraceServiceResponse: everything accepted.
+    HttpResponse::Ok().content_type("application/x-protobuf").finish()
+}
+
+fn to_map(attributes: &[KeyValue]) -> BTreeMap<String, String> {
+    let text = |value: &Option<Attribute>| match value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(AnyValue::StringValue(text)) => text.clone(),
+        Some(AnyValue::IntValue(number)) => number.to_string(),
+        other => format!("{other:?}"),
+    };
+    attributes.iter().map(|kv| (kv.key.clone(), text(&kv.value))).collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+pub fn spans_of<'a>(spans: &'a [SpanSeen], service: &str, kind: SpanKind) -> Vec<&'a SpanSeen> {
+    spans.iter().filter(|span| span.service == service && span.kind == kind).collect()
+}
+
+/// What sends a service's spans to `collector_url`, every 50 ms (instead
+/// of every 5 s).
+pub fn traced(collector_url: &str) -> [(&'static str, String); 3] {
+    [
+        ("OTEL_SDK_DISABLED", "false".into()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector_url.into()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50".into()),
+    ]
+}
+
+/// service2 alone, with no registry (it only logs that it cannot
+/// register); the service, its URL and its output in lines.
+pub fn start_service2(collector_url: &str) -> (Child, String, mpsc::UnboundedReceiver<String>) {
+    let ports = binary::free_ports(2);
+    let env = [
+        ("RUST_LOG", "info".to_string()),
+        ("REGISTRY_URL", format!("http://127.0.0.1:{}", ports[1])),
+    ];
+    let args = ["service2", "--port", &ports[0].to_string()];
+    let (process, lines) = binary::spawn(&args, &[&env[..], &traced(collector_url)].concat());
+    (process, format!("http://127.0.0.1:{}", ports[0]), lines)
+}
+
+/// One sample of a metric: its name, its labels and its value.
+#[derive(Debug)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Reads `/metrics` at `url`; checks that it is Prometheus's text format.
+pub async fn scrape(url: &str) -> Vec<Sample> {
+    let mut response = awc::Client::default().get(format!("{url}/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers().get("content-type").unwrap().to_str().unwrap();
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    let body = response.body().limit(1 << 20).await.unwrap();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    text.lines().filter(|line| !line.starts_with('#') && !line.is_empty()).map(parse).collect()
+}
+
+/// `name{a="1",b="2"} 3` (label values here never hold `",` or `"}`).
+fn parse(line: &str) -> Sample {
+    let (series, value) = line.rsplit_once(' ').unwrap();
+    let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+    let labels = labels.trim_end_matches('}');
+    let labels = labels
+        .split("\",")
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap();
+            (key.to_string(), value.trim_matches('"').to_string())
+        })
+        .collect();
+    Sample { name: name.to_string(), labels, value: value.parse().unwrap() }
+}
+
+/// The value of the sample of `name` with (at least) `labels`, or 0.
+pub fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    let has = |s: &Sample| labels.iter().all(|(k, v)| s.labels.get(*k).is_some_and(|l| l == v));
+    let found = samples.iter().find(|sample| sample.name == name && has(sample));
+    found.map_or(0.0, |sample| sample.value)
 }
