@@ -23,6 +23,7 @@ const PROGRAM: &str = env!("CARGO_BIN_EXE_step01-starter");
 #[actix_web::test]
 #[ignore = "exercise: run it by name once you have done it"]
 async fn exercise_1_a_third_service() {
+    hints_only();
     let help = Command::new(PROGRAM).arg("--help").output().await.unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(
@@ -45,15 +46,16 @@ async fn exercise_1_a_third_service() {
 #[actix_web::test]
 #[ignore = "exercise: run it by name once you have done it"]
 async fn exercise_2_a_name_from_an_option() {
+    hints_only();
     let (mut named, url) = run_alone("service2", &[("SERVICE2_NAME", "blue")]).await;
     let answer = get_json(&url).await;
     let _ = named.kill().await;
     assert_eq!(
         answer,
         json!({ "name": "blue" }),
-        "with SERVICE2_NAME=blue, service2 answered {answer}. Hint: give service2's `Options` a \
-         `name` field, `#[arg(long, env = \"SERVICE2_NAME\", default_value = \"service 2\")]` \
-         (see `port`), and hand it to `server` so that `hello` can answer with it."
+        "with SERVICE2_NAME=blue, service2 answered {answer}. Hint: service2's `Options` read \
+         `port` from SERVICE2_PORT; a `name` can come from SERVICE2_NAME the same way, and \
+         `server` must then hand it to `hello`."
     );
     let (mut plain, url) = run_alone("service2", &[]).await;
     let answer = get_json(&url).await;
@@ -90,4 +92,11 @@ async fn run_alone(service: &str, env: &[(&str, &str)]) -> (Child, String) {
 async fn get_json(url: &str) -> Value {
     let mut response = awc::Client::default().get(url).send().await.unwrap();
     response.json().await.unwrap()
+}
+
+/// A failed check prints its hint and where it failed, not a backtrace:
+/// with `RUST_BACKTRACE=1`, set on many machines, a hundred lines of
+/// frames would push the hint off the screen.
+fn hints_only() {
+    std::panic::set_hook(Box::new(|panic| eprintln!("\n{panic}\n")));
 }

@@ -23,6 +23,7 @@ mod support;
 #[actix_web::test]
 #[ignore = "exercise: run it by name once you have done it"]
 async fn exercise_1_whoami() {
+    hints_only();
     let gateway = start_gateway(&[]).unwrap();
     let mut response = request("GET", &format!("{gateway}/whoami")).send().await.unwrap();
     let status = response.status();
@@ -70,6 +71,7 @@ async fn exercise_1_whoami() {
 #[actix_web::test]
 #[ignore = "exercise: run it by name once you have done it"]
 async fn exercise_2_the_413_says_which_check_caught_the_body() {
+    hints_only();
     let gateway = start_gateway(&["--max-body-bytes", "64"]).unwrap();
     let url = format!("{gateway}/service1/");
 
@@ -109,6 +111,7 @@ async fn exercise_2_the_413_says_which_check_caught_the_body() {
 #[actix_web::test]
 #[ignore = "exercise: run it by name once you have done it"]
 async fn exercise_3_a_rate_limit_per_client() {
+    hints_only();
     let gateway = start_gateway(&["--rate-limit", "5"]).unwrap_or_else(|error| {
         panic!(
             "the gateway has no --rate-limit option ({error}). Hint: add `rate_limit` to \
@@ -205,4 +208,11 @@ fn start_sink() -> String {
             routes.default_service(web::to(|_: Bytes| async { HttpResponse::Ok().finish() }));
         })
     })
+}
+
+/// A failed check prints its hint and where it failed, not a backtrace:
+/// with `RUST_BACKTRACE=1`, set on many machines, a hundred lines of
+/// frames would push the hint off the screen.
+fn hints_only() {
+    std::panic::set_hook(Box::new(|panic| eprintln!("\n{panic}\n")));
 }

@@ -29,6 +29,7 @@ const REGISTERS_WITHIN: Duration = Duration::from_secs(10);
 #[actix_web::test]
 #[ignore = "exercise: run it by name once you have done it"]
 async fn exercise_1_an_advertised_address() {
+    hints_only();
     let registry_url = start(registry::server);
     let _service2 = run_service2(&registry_url, Some("service2.internal"));
     let address = registered_service2(&registry_url).await["Service"]["Address"].clone();
@@ -53,6 +54,7 @@ async fn exercise_1_an_advertised_address() {
 #[actix_web::test]
 #[ignore = "exercise: run it by name once you have done it"]
 async fn exercise_2_the_next_instance_when_one_refuses() {
+    hints_only();
     let live = start(|listener| {
         serve(listener, |routes| {
             routes.default_service(actix_web::web::to(|| async {
@@ -135,4 +137,11 @@ async fn get(url: &str) -> (StatusCode, Value) {
     let mut response = response.unwrap_or_else(|error| panic!("GET {url} failed: {error}"));
     let body = response.json().await.unwrap_or(Value::Null);
     (response.status(), body)
+}
+
+/// A failed check prints its hint and where it failed, not a backtrace:
+/// with `RUST_BACKTRACE=1`, set on many machines, a hundred lines of
+/// frames would push the hint off the screen.
+fn hints_only() {
+    std::panic::set_hook(Box::new(|panic| eprintln!("\n{panic}\n")));
 }

@@ -31,6 +31,7 @@ const FOUND_WITHIN: Duration = Duration::from_secs(10);
 #[actix_web::test]
 #[ignore = "exercise: run it by name once you have done it"]
 async fn exercise_1_a_third_service_through_the_gateway() {
+    hints_only();
     let help = Command::new(PROGRAM).arg("--help").output().await.unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(
@@ -80,6 +81,7 @@ async fn exercise_1_a_third_service_through_the_gateway() {
 #[actix_web::test]
 #[ignore = "exercise: run it by name once you have done it"]
 async fn exercise_2_root_remembers_the_services_while_the_registry_is_down() {
+    hints_only();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let registry_url = format!("http://{}", listener.local_addr().unwrap());
     let registry = registry::server(listener).unwrap();
@@ -174,4 +176,11 @@ async fn get(request: awc::ClientRequest) -> (StatusCode, Value) {
     let mut response = request.timeout(PATIENCE).send().await.expect("the gateway answers");
     let body = response.json().await.unwrap_or(Value::Null);
     (response.status(), body)
+}
+
+/// A failed check prints its hint and where it failed, not a backtrace:
+/// with `RUST_BACKTRACE=1`, set on many machines, a hundred lines of
+/// frames would push the hint off the screen.
+fn hints_only() {
+    std::panic::set_hook(Box::new(|panic| eprintln!("\n{panic}\n")));
 }

@@ -30,6 +30,7 @@ const PROGRAM: &str = env!("CARGO_BIN_EXE_step06-health-check-api");
 #[actix_web::test]
 #[ignore = "exercise: run it by name once you have done it"]
 async fn exercise_1_a_maintenance_file_takes_service2_out_of_rotation() {
+    hints_only();
     let registry_url = start(registry::server);
     let folder = Folder::new();
     let (_service2, url) = run_service2_in(&folder.0, &registry_url).await;
@@ -86,6 +87,7 @@ async fn exercise_1_a_maintenance_file_takes_service2_out_of_rotation() {
 #[actix_web::test]
 #[ignore = "exercise: run it by name once you have done it"]
 async fn exercise_2_livez_says_alive_whatever_the_dependencies() {
+    hints_only();
     // service1 with neither the registry nor service2: degraded (warn).
     let service1_url = start_service1(&nothing_listening(), Duration::from_millis(300));
     assert_eq!(get(&format!("{service1_url}/healthz")).await.0, StatusCode::TOO_MANY_REQUESTS);
@@ -201,4 +203,11 @@ impl Drop for Folder {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// A failed check prints its hint and where it failed, not a backtrace:
+/// with `RUST_BACKTRACE=1`, set on many machines, a hundred lines of
+/// frames would push the hint off the screen.
+fn hints_only() {
+    std::panic::set_hook(Box::new(|panic| eprintln!("\n{panic}\n")));
 }

@@ -30,6 +30,7 @@ const PROGRAM: &str = env!("CARGO_BIN_EXE_step07-circuit-breaker");
 #[actix_web::test]
 #[ignore = "exercise: run it by name once you have done it"]
 async fn exercise_1_a_get_falls_back_to_the_last_answer() {
+    hints_only();
     let registry_url = start(registry::server);
     let service2_url = start(service2::server);
     register_passing(&registry_url, "service2", &service2_url).await;
@@ -102,6 +103,7 @@ async fn exercise_1_a_get_falls_back_to_the_last_answer() {
 #[actix_web::test]
 #[ignore = "exercise: run it by name once you have done it"]
 async fn exercise_2_a_success_rate_over_a_window() {
+    hints_only();
     let registry_url = start(registry::server);
     let service2_url = start(service2::server);
     register_passing(&registry_url, "service2", &service2_url).await;
@@ -200,4 +202,11 @@ async fn run_gateway(
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
     (gateway, url, log)
+}
+
+/// A failed check prints its hint and where it failed, not a backtrace:
+/// with `RUST_BACKTRACE=1`, set on many machines, a hundred lines of
+/// frames would push the hint off the screen.
+fn hints_only() {
+    std::panic::set_hook(Box::new(|panic| eprintln!("\n{panic}\n")));
 }

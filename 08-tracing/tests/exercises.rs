@@ -24,6 +24,7 @@ mod support;
 #[actix_web::test]
 #[ignore = "exercise: run it by name once you have done it"]
 async fn exercise_1_slow_on_purpose() {
+    hints_only();
     let collector = Collector::start();
     let (_service2, url, mut lines) = start_service2(&collector.url);
     lines_until(&mut lines, "listening on").await;
@@ -51,6 +52,7 @@ async fn exercise_1_slow_on_purpose() {
 #[actix_web::test]
 #[ignore = "exercise: run it by name once you have done it"]
 async fn exercise_2_keep_one_trace_in_ten() {
+    hints_only();
     let collector = Collector::start();
     let (_service2, url, mut lines) = start_service2(&collector.url);
     lines_until(&mut lines, "listening on").await;
@@ -109,6 +111,7 @@ async fn exercise_2_keep_one_trace_in_ten() {
 #[actix_web::test]
 #[ignore = "exercise: run it by name once you have done it"]
 async fn exercise_3_a_span_for_the_xml() {
+    hints_only();
     let collector = Collector::start();
     let (_step, ports) = start_step(&traced(&collector.url)).await;
     let url = format!("http://127.0.0.1:{}/", ports[1]);
@@ -185,4 +188,11 @@ async fn server_span(collector: &Collector, trace_id: &str, service: &str) -> Sp
 
 fn millis(span: &SpanSeen) -> u64 {
     (span.end - span.start) / 1_000_000
+}
+
+/// A failed check prints its hint and where it failed, not a backtrace:
+/// with `RUST_BACKTRACE=1`, set on many machines, a hundred lines of
+/// frames would push the hint off the screen.
+fn hints_only() {
+    std::panic::set_hook(Box::new(|panic| eprintln!("\n{panic}\n")));
 }

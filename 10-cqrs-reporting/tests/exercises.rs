@@ -21,6 +21,7 @@ mod support;
 #[actix_web::test]
 #[ignore = "exercise: run it by name once you have done it"]
 async fn exercise_1_a_transfer_moves_money_between_two_accounts() {
+    hints_only();
     let services = Services::start("exercise-1").await;
     let port = free_ports(1)[0];
     let (_reports, _) = services.reports(port, &[]);
@@ -94,6 +95,7 @@ async fn exercise_1_a_transfer_moves_money_between_two_accounts() {
 #[actix_web::test]
 #[ignore = "exercise: run it by name once you have done it"]
 async fn exercise_2_reports_of_the_users_in_a_state() {
+    hints_only();
     let services = Services::start("exercise-2").await;
     let port = free_ports(1)[0];
     let (_reports, _) = services.reports(port, &[]);
@@ -148,10 +150,14 @@ async fn exercise_2_reports_of_the_users_in_a_state() {
          it should still list them all."
     );
     let (status, problem) = get(&format!("{reports}/?state=asleep")).await;
+    let said = match &problem {
+        Value::Null => "a body that is not JSON (actix's own plain-text error)".to_string(),
+        problem => problem.to_string(),
+    };
     assert_eq!(
         (status, problem["status"].clone()),
         (400, json!(400)),
-        "GET /?state=asleep on reports answered {status}: {problem}. It should be a 400 problem \
+        "GET /?state=asleep on reports answered {status} with {said}. It should be a 400 problem \
          (application/problem+json): there is no such state. Hint: users registers \
          `crate::query_config()`, which makes a bad query string a problem; reports does not yet."
     );
@@ -160,6 +166,7 @@ async fn exercise_2_reports_of_the_users_in_a_state() {
 #[actix_web::test]
 #[ignore = "exercise: run it by name once you have done it"]
 async fn exercise_3_a_closed_account_leaves_the_report() {
+    hints_only();
     let services = Services::start("exercise-3").await;
     let port = free_ports(1)[0];
     let (_reports, _) = services.reports(port, &[]);
@@ -246,4 +253,11 @@ async fn balances(accounts: &str, ids: &[&str]) -> Vec<Value> {
 fn user_ids(list: &Value) -> Vec<String> {
     let reports = list["reports"].as_array().cloned().unwrap_or_default();
     reports.iter().map(|report| report["user_id"].as_str().unwrap_or_default().into()).collect()
+}
+
+/// A failed check prints its hint and where it failed, not a backtrace:
+/// with `RUST_BACKTRACE=1`, set on many machines, a hundred lines of
+/// frames would push the hint off the screen.
+fn hints_only() {
+    std::panic::set_hook(Box::new(|panic| eprintln!("\n{panic}\n")));
 }
