@@ -94,6 +94,10 @@ pub fn init_telemetry(service: &'static str) -> Result<Telemetry, String> {
             .with_threads(false)
             .with_target(false)
             .with_tracked_inactivity(false)
+            // Nor keep OpenTelemetry's "current context" in step with the
+            // span being entered, which costs on every poll of every
+            // request: the code here asks a span for its context instead.
+            .with_context_activation(false)
             // Only this step's spans and events, not its libraries' (the
             // exporter's HTTP client would trace itself).
             .with_filter(Targets::new().with_target(env!("CARGO_CRATE_NAME"), Level::DEBUG))
@@ -165,7 +169,7 @@ impl SpanExporter for ReportFailures {
 
 /// The trace id of the span being worked on, if there is one and it is kept.
 pub fn current_trace_id() -> Option<String> {
-    let context = Context::current();
+    let context = Span::current().context();
     let span = context.span();
     let span = span.span_context();
     span.is_sampled().then(|| span.trace_id().to_string())
@@ -310,7 +314,7 @@ impl RootSpanBuilder for RequestSpan {
 /// itself).
 pub fn rename_request_span(route: &'static str, name: String) {
     Span::current().record("http.route", route);
-    Context::current().span().update_name(name);
+    Span::current().context().span().update_name(name);
 }
 
 /// A request span's name: the method and the route's pattern, such as
