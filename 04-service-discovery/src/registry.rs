@@ -411,6 +411,12 @@ fn parse_registration(body: &[u8]) -> Result<Registration, String> {
 
     let name = body.name.filter(|name| !name.is_empty()).ok_or("Missing service name")?;
     valid_name("service name", &name)?;
+    if !is_service_name(&name) {
+        return Err(format!(
+            "Invalid service name {name:?}: it would not be discoverable via DNS. A service \
+             name is 1 to 63 letters, digits and dashes, starting and ending with a letter or digit"
+        ));
+    }
     if body.address == "0.0.0.0" || body.address == "::" || body.address == "[::]" {
         return Err("Invalid service address".to_string());
     }
@@ -470,6 +476,20 @@ fn fold_keys(value: Value) -> Value {
         (key, value)
     });
     Value::Object(folded.collect())
+}
+
+/// Whether `name` can be a service's name: a DNS label (1 to 63 ASCII
+/// letters, digits and dashes, starting and ending with a letter or digit),
+/// which is what Consul can serve over DNS. A service name goes into URLs,
+/// routes and metric labels: this keeps it one plain word, with nothing to
+/// encode or escape.
+pub fn is_service_name(name: &str) -> bool {
+    let label = name.as_bytes();
+    let letter_or_digit = |byte: &u8| byte.is_ascii_alphanumeric();
+    label.len() <= 63
+        && label.first().is_some_and(letter_or_digit)
+        && label.last().is_some_and(letter_or_digit)
+        && label.iter().all(|byte| letter_or_digit(byte) || *byte == b'-')
 }
 
 /// A name or ID that will be a key, a line on the dashboard and part of a
