@@ -426,8 +426,10 @@ async fn forward(
 ) -> Result<HttpResponse, CallError> {
     let body = checked_body(request, payload, max_body_bytes)?;
     for (name, value) in end_to_end(request.headers()) {
-        // The API key is for the gateway: it stops here. Host and length are the new request's.
-        if ![header::AUTHORIZATION, header::HOST, header::CONTENT_LENGTH].contains(name) {
+        // The API key is for the gateway: it stops here. Host and length are the new request's,
+        // and the forwarding headers are the gateway's own to write (`forwarded_for`).
+        let stops_here = [header::AUTHORIZATION, header::HOST, header::CONTENT_LENGTH];
+        if !stops_here.contains(name) && !is_forwarding(name) {
             outgoing = outgoing.append_header((name.clone(), value.clone()));
         }
     }
@@ -506,20 +508,25 @@ fn encode_path(segments: &[String]) -> String {
 }
 
 /// X-Forwarded-For, -Proto and -Host tell the service who the client was
-/// and what it asked for, which the service cannot see behind a proxy.
+/// and what it asked for, which the service cannot see behind a proxy. The
+/// gateway is the edge, the first hop a service can believe: it says this
+/// from what it saw itself, never from what the client wrote.
 fn forwarded_for(request: &HttpRequest) -> [(HeaderName, HeaderValue); 3] {
-    let client = request.peer_addr().map(|peer| peer.ip().to_string()).unwrap_or_default();
-    let chain = match request.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {client}"),
-        None => client,
-    };
+    let peer = request.peer_addr().map(|peer| peer.ip().to_string()).unwrap_or_default();
     let host = request.headers().get(header::HOST).cloned();
     const EMPTY: HeaderValue = HeaderValue::from_static("");
     [
-        (HeaderName::from_static("x-forwarded-for"), HeaderValue::try_from(chain).unwrap_or(EMPTY)),
+        (HeaderName::from_static("x-forwarded-for"), HeaderValue::try_from(peer).unwrap_or(EMPTY)),
         (HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("http")),
         (HeaderName::from_static("x-forwarded-host"), host.unwrap_or(EMPTY)),
     ]
+}
+
+/// What proxies say of the client: `Forwarded`, `X-Forwarded-*`, `X-Real-IP`.
+/// A client that writes them itself could pass for any address or host.
+fn is_forwarding(name: &HeaderName) -> bool {
+    let name = name.as_str(); // always lowercase
+    name == "forwarded" || name == "x-real-ip" || name.starts_with("x-forwarded-")
 }
 
 fn no_route(request: &HttpRequest) -> Problem {
