@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::rt::task::JoinHandle;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
@@ -170,7 +171,8 @@ impl Registered {
     pub async fn leave(self) {
         self.heartbeat.abort();
         let registration = self.registration;
-        let path = format!("/v1/agent/service/deregister/{}", registration.id);
+        let id = utf8_percent_encode(&registration.id, NON_ALPHANUMERIC);
+        let path = format!("/v1/agent/service/deregister/{id}");
         match registration.put(&http_client(), &path, None).await {
             Ok(()) => info!("deregistered {}", registration.id),
             // When the whole step stops, the registry may stop first.
@@ -311,10 +313,10 @@ impl Discovery {
         client: &awc::Client,
         service: &str,
     ) -> Result<Vec<String>, Problem> {
-        let entries = self
-            .registry
-            .get_json(client, &format!("/v1/health/service/{service}?passing"))
-            .await?;
+        // Encoded: whatever a name holds, it stays one segment of the path.
+        let name = utf8_percent_encode(service, NON_ALPHANUMERIC);
+        let entries =
+            self.registry.get_json(client, &format!("/v1/health/service/{name}?passing")).await?;
         let entries = entries.as_array().map(Vec::as_slice).unwrap_or_default();
         Ok(entries
             .iter()

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::rt::task::JoinHandle;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
@@ -164,7 +165,8 @@ impl Registered {
     pub async fn leave(self) {
         self.refresh.abort();
         let registration = self.registration;
-        let path = format!("/v1/agent/service/deregister/{}", registration.id);
+        let id = utf8_percent_encode(&registration.id, NON_ALPHANUMERIC);
+        let path = format!("/v1/agent/service/deregister/{id}");
         match registration.put(&http_client(), &path, None).await {
             Ok(()) => info!("deregistered {}", registration.id),
             // When the whole step stops, the registry may stop first.
@@ -337,8 +339,9 @@ impl Discovery {
         client: &awc::Client,
         service: &str,
     ) -> Result<Vec<String>, Problem> {
-        let entries =
-            self.registry.get_json(client, &format!("/v1/health/service/{service}")).await?;
+        // Encoded: whatever a name holds, it stays one segment of the path.
+        let name = utf8_percent_encode(service, NON_ALPHANUMERIC);
+        let entries = self.registry.get_json(client, &format!("/v1/health/service/{name}")).await?;
         let entries = entries.as_array().map(Vec::as_slice).unwrap_or_default();
         // Not `?passing`: it drops instances in warning too, and a service
         // warns when one of *its* dependencies is down. Taking it out of

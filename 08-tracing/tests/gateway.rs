@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -563,4 +565,53 @@ async fn root_aggregates_every_registered_service_but_the_gateway() {
         .map(|part| part["service"].as_str().unwrap())
         .collect();
     assert_eq!(services, ["service2", "service9"]);
+}
+
+/// A registry that knows no service, and counts the requests it gets.
+fn start_counting_registry() -> (String, Arc<AtomicUsize>) {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counted = asked.clone();
+    let url = start(move |listener| {
+        step08_tracing::serve(listener, move |routes| {
+            let asked = counted.clone();
+            routes.default_service(web::to(move || {
+                asked.fetch_add(1, Ordering::SeqCst);
+                async { HttpResponse::Ok().json(json!({})) }
+            }));
+        })
+    });
+    (url, asked)
+}
+
+#[actix_web::test]
+async fn a_name_that_is_no_service_name_is_refused_before_the_registry_is_asked() {
+    let (registry_url, asked) = start_counting_registry();
+    let gateway = start_gateway(gateway_options(&registry_url));
+    // Decoded, these would be "users?1", "service2#", "users?passing": put
+    // in the registry's URL as they are, they would ask it something else.
+    let too_long = "a".repeat(64);
+    for name in ["users%3F1", "service2%23", "users%3Fpassing", "-users", "us%20ers", &too_long] {
+        let mut response =
+            request("GET", &format!("{gateway}/api/{name}/ann")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{name}");
+        assert_eq!(header(&response, "content-type"), Some("application/problem+json"));
+        let problem: Value = response.json().await.unwrap();
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("a service name is 1 to 63 letters, digits and dashes"),
+            "{detail}"
+        );
+    }
+    // Malformed paths: an encoded /, doubled slashes.
+    for path in ["users%2F1/ann", "/users/ann", "users//ann"] {
+        let response = request("GET", &format!("{gateway}/api/{path}")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 0, "the registry was asked");
+
+    // A service name is looked up, and this registry knows none.
+    let name = "a".repeat(63);
+    let response = request("GET", &format!("{gateway}/api/{name}/ann")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(asked.load(Ordering::SeqCst) > 0, "the registry was not asked");
 }

@@ -373,6 +373,10 @@ fn route(request: &HttpRequest) -> Result<(String, String), Problem> {
     };
     let segments = decode_path(path)?;
     let (name, rest) = segments.split_first().ok_or_else(|| no_route(request))?;
+    // Refused before anything is done with it: no lookup, no span, no metric.
+    if !crate::registry::is_service_name(name) {
+        return Err(not_a_service_name(name));
+    }
     if rest.first().is_some_and(|first| INTERNAL_PATHS.contains(&first.as_str())) {
         let detail = format!(
             "the gateway does not pass on calls to a service's own endpoints ({})",
@@ -527,6 +531,16 @@ fn forwarded_for(request: &HttpRequest) -> [(HeaderName, HeaderValue); 3] {
 fn is_forwarding(name: &HeaderName) -> bool {
     let name = name.as_str(); // always lowercase
     name == "forwarded" || name == "x-real-ip" || name.starts_with("x-forwarded-")
+}
+
+/// A name the registry would refuse (`users?1`, `a b`, 64 letters) is no
+/// service's: the gateway neither looks it up nor puts it in a URL.
+fn not_a_service_name(name: &str) -> Problem {
+    let detail = format!(
+        "no service is named {name:?}: a service name is 1 to 63 letters, digits and dashes, \
+         starting and ending with a letter or digit"
+    );
+    Problem::new(StatusCode::NOT_FOUND, detail)
 }
 
 fn no_route(request: &HttpRequest) -> Problem {
