@@ -1,0 +1,11 @@
+//! One module per command of `cargo workshop`, each with its `Args` and
+//! its `run`.
+
+pub mod check;
+pub mod diff;
+pub mod doctor;
+pub mod hint;
+pub mod init;
+pub mod reset;
+pub mod solution;
+pub mod status;

@@ -1,0 +1,75 @@
+//! `cargo workshop`: where you are. Every step with its exercises (done,
+//! failing and since when, or not tried), then the one thing to do next,
+//! with its command.
+
+use std::process::ExitCode;
+
+use crate::course::Course;
+use crate::error::Result;
+use crate::progress::{Outcome, Progress};
+use crate::terminal::Style;
+
+pub fn run(course: &Course) -> Result<ExitCode> {
+    let progress = Progress::load(course);
+    if progress.is_new() {
+        welcome(course);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for step in &course.steps {
+        println!("{}", Style::Bold.paint(&step.folder));
+        for exercise in &step.exercises {
+            let record = progress.record(step, exercise);
+            let state = match &record.last_check {
+                None => Style::Dim.paint("not tried"),
+                Some(check) if check.outcome == Outcome::Passed => {
+                    format!("{}, {}", Style::Success.paint("done"), check.ago())
+                }
+                Some(check) => format!("{} since {}", Style::Failure.paint("failing"), check.ago()),
+            };
+            println!("  {:<50} {state}", format!("{} {}", exercise.number, exercise.title()));
+        }
+    }
+    println!();
+    match progress.next(course) {
+        Some((step, exercise)) => {
+            let hint = progress.record(step, exercise).last_check.and_then(|check| check.hint);
+            println!(
+                "Next: {} exercise {} (its README's Exercises)",
+                step.folder,
+                exercise.label()
+            );
+            if let Some(hint) = hint {
+                println!("  its check said: {hint}");
+            }
+            let command = format!("cargo workshop check {} {}", step.number, exercise.number);
+            println!("  {}    (--watch: again on every save)", Style::Bold.paint(&command));
+        }
+        None => println!("Every exercise's check passes. Well done!"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A fresh clone: where to start, and what the companion does.
+fn welcome(course: &Course) {
+    let first = course.steps.first().map(|step| step.folder.as_str()).unwrap_or("01-starter");
+    println!("{}", Style::Bold.paint("Welcome to the workshop."));
+    println!(
+        "\nStart with {first}/README.md: run the step, try it, then do its exercises.\n\
+         Before the workshop day, check that this laptop is ready: cargo workshop doctor\n\n\
+         cargo workshop check 1 1    runs the check of step 01's exercise 1 (--watch: on every save)\n\
+         cargo workshop hint 1 1     the next hint for it\n\
+         cargo workshop diff 2       what step 02 adds, in reading order\n\
+         cargo workshop reset 1      step 01 back as shipped (your work saved as a patch)\n\
+         cargo workshop              where you are, and what to do next"
+    );
+    if !course.has_git() {
+        println!(
+            "\n{}",
+            Style::Warning.paint(
+                "This copy has no git history (a zip download?), so `reset` and `solution` \
+                 cannot know how the steps were shipped. Record it now, before you change \
+                 anything: cargo workshop init"
+            )
+        );
+    }
+}
