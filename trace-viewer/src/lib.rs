@@ -3,6 +3,7 @@
 //! waterfall, in the terminal and on a page on 16686, Jaeger's ports.
 
 pub mod otlp;
+pub mod span;
 pub mod store;
 pub mod waterfall;
 pub mod web;

@@ -6,9 +6,13 @@ use std::sync::Mutex;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use prost::Message;
 
+use crate::span::{self, MAX_TEXT, Received, Refused, printable};
 use crate::store::Store;
 
 /// Largest export accepted: a collector's usual 4 MiB, far above a batch
@@ -42,9 +46,52 @@ async fn receive(
             "the body is not an OTLP ExportTraceServiceRequest in protobuf",
         );
     };
-    store.lock().expect("no panic while holding the store").add(export);
-    // An empty ExportTraceServiceResponse: every span accepted.
-    HttpResponse::Ok().content_type("application/x-protobuf").finish()
+    // Checked and made printable before the store is locked: a post holds
+    // the lock only to file what it keeps.
+    let (received, refused) = receive_spans(export);
+    let (kept, refused_count) = (received.len(), refused.len());
+    {
+        let mut store = store.lock().expect("no panic while holding the store");
+        store.add(received);
+        store.refused(refused_count);
+    }
+    let Some(first) = refused.first() else {
+        // An empty ExportTraceServiceResponse: every span accepted.
+        return HttpResponse::Ok().content_type("application/x-protobuf").finish();
+    };
+    let error_message = format!("{refused_count} spans refused, the first: {first}");
+    if kept == 0 {
+        return problem(StatusCode::BAD_REQUEST, &error_message);
+    }
+    // OTLP's partial success: the others are kept, the sender is told how many were not.
+    let rejected_spans = i64::try_from(refused_count).unwrap_or(i64::MAX);
+    let partial_success = Some(ExportTracePartialSuccess { rejected_spans, error_message });
+    let answer = ExportTraceServiceResponse { partial_success }.encode_to_vec();
+    HttpResponse::Ok().content_type("application/x-protobuf").body(answer)
+}
+
+/// Every span of an export, checked: those kept, and why the others are not.
+fn receive_spans(export: ExportTraceServiceRequest) -> (Vec<Received>, Vec<Refused>) {
+    let (mut received, mut refused) = (Vec::new(), Vec::new());
+    for resource_spans in export.resource_spans {
+        let resource = resource_spans.resource.unwrap_or_default();
+        let service = resource
+            .attributes
+            .iter()
+            .find(|attribute| attribute.key == "service.name")
+            .and_then(|attribute| attribute.value.as_ref()?.value.as_ref())
+            .map_or("unknown".to_string(), |value| match value {
+                Value::StringValue(name) => printable(name, MAX_TEXT),
+                other => printable(&format!("{other:?}"), MAX_TEXT),
+            });
+        for span in resource_spans.scope_spans.into_iter().flat_map(|scope| scope.spans) {
+            match span::receive(span, &service) {
+                Ok(span) => received.push(span),
+                Err(why) => refused.push(why),
+            }
+        }
+    }
+    (received, refused)
 }
 
 /// An RFC 9457 problem, as the workshop's services answer.

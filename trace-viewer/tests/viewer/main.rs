@@ -1,5 +1,8 @@
 //! The viewer as a learner meets it: step 08's real binary sends it spans,
 //! and its page shows the trace; broken bodies are refused; memory is bounded.
+//! What a hostile sender can do to it: `hostile.rs`.
+
+mod hostile;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -44,8 +47,8 @@ impl Viewer {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let spans = {
-                let store = self.store.lock().unwrap();
-                let trace = store.newest_first().into_iter().find(|trace| trace.id == trace_id);
+                let snapshot = self.store.lock().unwrap().snapshot();
+                let trace = snapshot.traces.into_iter().find(|trace| trace.id == trace_id);
                 trace.map(|trace| trace.spans.clone()).unwrap_or_default()
             };
             if done(&spans) {
@@ -59,15 +62,22 @@ impl Viewer {
     async fn page(&self) -> String {
         let mut response = awc::Client::default().get(&self.page_url).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        String::from_utf8(response.body().await.unwrap().to_vec()).unwrap()
+        // Far above what the page may be: a page too long fails the test, not the read.
+        let body = response.body().limit(256 * 1024 * 1024).await.unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
     }
 
     async fn post(&self, content_type: &str, body: Vec<u8>) -> (StatusCode, String) {
+        let (status, body) = self.post_bytes(content_type, body).await;
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    async fn post_bytes(&self, content_type: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
         let url = format!("{}/v1/traces", self.otlp_url);
         let request = awc::Client::default().post(url).content_type(content_type);
         let mut response = request.send_body(body).await.unwrap();
-        let body = response.body().await.unwrap();
-        (response.status(), String::from_utf8_lossy(&body).into_owned())
+        let body = response.body().limit(16 * 1024 * 1024).await.unwrap();
+        (response.status(), body.to_vec())
     }
 }
 
@@ -178,7 +188,7 @@ async fn a_request_through_step_08_is_one_trace_on_the_page() {
     step.wait().await.unwrap();
 }
 
-/// An export of one span per trace id in `trace_ids`, from `service`.
+/// An export of `spans_per_trace` spans per trace id in `trace_ids`, from `service`.
 fn export(service: &str, trace_ids: &[[u8; 16]], spans_per_trace: usize) -> Vec<u8> {
     let spans = trace_ids.iter().flat_map(|trace_id| {
         (0..spans_per_trace).map(move |n| OtlpSpan {
@@ -191,6 +201,11 @@ fn export(service: &str, trace_ids: &[[u8; 16]], spans_per_trace: usize) -> Vec<
             ..OtlpSpan::default()
         })
     });
+    export_spans(service, spans.collect())
+}
+
+/// An export of `spans`, from `service`.
+fn export_spans(service: &str, spans: Vec<OtlpSpan>) -> Vec<u8> {
     let name = AnyValue { value: Some(any_value::Value::StringValue(service.into())) };
     let resource = Resource {
         attributes: vec![KeyValue {
@@ -200,7 +215,7 @@ fn export(service: &str, trace_ids: &[[u8; 16]], spans_per_trace: usize) -> Vec<
         }],
         ..Resource::default()
     };
-    let scope = ScopeSpans { spans: spans.collect(), ..ScopeSpans::default() };
+    let scope = ScopeSpans { spans, ..ScopeSpans::default() };
     let resource_spans = ResourceSpans {
         resource: Some(resource),
         scope_spans: vec![scope],
@@ -243,12 +258,12 @@ async fn only_the_last_traces_are_kept_and_only_so_many_spans_each() {
         let (status, _) = viewer.post(PROTOBUF, export("service1", &[*trace_id], 2)).await;
         assert_eq!(status, StatusCode::OK);
     }
-    let kept: Vec<String> = {
-        let store = viewer.store.lock().unwrap();
-        store.newest_first().into_iter().map(|trace| trace.id.clone()).collect()
+    let kept = || -> Vec<String> {
+        let snapshot = viewer.store.lock().unwrap().snapshot();
+        snapshot.traces.iter().map(|trace| trace.id.clone()).collect()
     };
     let hex = |n: u8| format!("{n:02x}").repeat(16);
-    assert_eq!(kept, [hex(5), hex(4), hex(3)]);
+    assert_eq!(kept(), [hex(5), hex(4), hex(3)]);
     let page = viewer.page().await;
     assert!(!page.contains(&hex(1)) && !page.contains(&hex(2)), "{page}");
     let (newest, oldest) = (page.find(&hex(5)).unwrap(), page.find(&hex(3)).unwrap());
@@ -259,19 +274,15 @@ async fn only_the_last_traces_are_kept_and_only_so_many_spans_each() {
     for trace_id in [[7; 16], [6; 16]] {
         viewer.post(PROTOBUF, export("service1", &[trace_id], 1)).await;
     }
-    let kept: Vec<String> = {
-        let store = viewer.store.lock().unwrap();
-        store.newest_first().into_iter().map(|trace| trace.id.clone()).collect()
-    };
-    assert_eq!(kept, [hex(7), hex(6), hex(5)]);
+    assert_eq!(kept(), [hex(7), hex(6), hex(5)]);
 
     // One trace with more spans than a trace keeps.
     let (status, _) = viewer.post(PROTOBUF, export("service2", &[[9; 16]], MAX_SPANS + 10)).await;
     assert_eq!(status, StatusCode::OK);
-    let store = viewer.store.lock().unwrap();
-    let trace = store.newest_first().into_iter().next().unwrap();
-    assert_eq!((trace.spans.len(), trace.dropped), (MAX_SPANS, 10));
-    assert_eq!(store.newest_first().len(), 3);
+    let snapshot = viewer.store.lock().unwrap().snapshot();
+    let trace = &snapshot.traces[0];
+    assert_eq!((trace.spans.len(), trace.dropped.over_limit), (MAX_SPANS, 10));
+    assert_eq!(snapshot.traces.len(), 3);
 }
 
 #[test]
