@@ -95,14 +95,26 @@ async fn every_request_is_one_trace_through_the_services_it_reaches() {
         "{events}"
     );
 
-    // A caller's traceparent is continued.
-    let (trace_id, caller_span) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
-    let traceparent = format!("00-{trace_id}-{caller_span}-01");
-    let (status, answered_id) =
-        get(&gateway_url, "/api/service1/", Some(&traceparent)).await.expect("an answer");
-    assert_eq!((status, answered_id.as_str()), (StatusCode::OK, trace_id));
-    let spans = collector.trace(trace_id, whole).await;
-    assert_eq!(spans_of(&spans, "gateway", SpanKind::Server)[0].parent_span_id, caller_span);
+    // A client's traceparent does not choose the trace at the edge: "not
+    // sampled" (-00) hides nothing, and a trace id of its choosing joins no
+    // other request. Each request is a new trace, linked to the client's
+    // span; behind the gateway, each service continues its caller's trace.
+    let (chosen, client_span) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
+    for flags in ["01", "00"] {
+        let traceparent = format!("00-{chosen}-{client_span}-{flags}");
+        let (status, trace_id) =
+            get(&gateway_url, "/api/service1/", Some(&traceparent)).await.expect("X-Trace-Id");
+        assert_eq!(status, StatusCode::OK);
+        assert_ne!(trace_id, chosen, "-{flags}");
+        let spans = collector.trace(&trace_id, whole).await;
+        let gateway = spans_of(&spans, "gateway", SpanKind::Server)[0];
+        assert_eq!(gateway.parent_span_id, "", "-{flags}");
+        assert_eq!(gateway.links, [(chosen.to_string(), client_span.to_string())], "-{flags}");
+        let call = client_spans(&spans, "gateway", "service1");
+        let service1 = spans_of(&spans, "service1", SpanKind::Server)[0];
+        assert_eq!(service1.parent_span_id, call[0].span_id);
+    }
+    assert!(collector.spans.lock().unwrap().iter().all(|span| span.trace_id != chosen));
 
     // A client error is recorded, but is not an error of the server.
     let (status, trace_id) = get(&gateway_url, "/api/service9/", None).await.expect("an answer");

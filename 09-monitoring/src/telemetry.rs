@@ -6,7 +6,9 @@
 //!   to another service is a *client span*, a child of the request's span.
 //! - The W3C `traceparent` header carries the trace id and the caller's
 //!   span id from one service to the next: a service that receives it makes
-//!   its server span a child of the caller's client span.
+//!   its server span a child of the caller's client span. Except at the
+//!   edge, the gateway: a client's trace is not ours to continue, so each
+//!   request starts a trace there, linked to the client's.
 //! - Spans are sent in batches, by a thread of their own, to an OTLP
 //!   collector (Jaeger understands OTLP), never on a request's path. With no
 //!   collector, spans are dropped and the services work as before.
@@ -72,6 +74,7 @@ impl Drop for Telemetry {
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` under `service`'s name, unless
 /// `OTEL_SDK_DISABLED=true`.
 pub fn init_telemetry(service: &'static str) -> Result<Telemetry, String> {
+    AT_THE_EDGE.store(service == crate::gateway::NAME, Ordering::Relaxed);
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn"));
     let log_lines = tracing_subscriber::fmt::layer()
@@ -248,6 +251,10 @@ where
 /// opens it before the request and closes it after the answer's body.
 pub struct RequestSpan;
 
+/// Whether this service is the gateway, where requests come in from
+/// outside (set once, by `init_telemetry`).
+static AT_THE_EDGE: AtomicBool = AtomicBool::new(false);
+
 /// When a request started, to log how long it took.
 struct Started(Instant);
 
@@ -274,7 +281,16 @@ impl RootSpanBuilder for RequestSpan {
             let caller = global::get_text_map_propagator(|propagator| {
                 propagator.extract(&HeaderExtractor(request.headers()))
             });
-            let _ = span.set_parent(caller);
+            if AT_THE_EDGE.load(Ordering::Relaxed) {
+                // A client's traceparent must not choose: "not sampled" (-00)
+                // would hide its request, and a trace id of its choosing would
+                // put unrelated requests in one trace. A new trace starts here;
+                // the client's span is kept as a link, to follow if wanted.
+                let _ = span.set_parent(Context::new());
+                span.add_link(caller.span().span_context().clone());
+            } else {
+                let _ = span.set_parent(caller);
+            }
         }
         span
     }

@@ -161,6 +161,8 @@ pub struct SpanSeen {
     /// The names of its events: the log lines written inside it.
     pub events: Vec<String>,
     pub status: SpanStatus,
+    /// The spans it links to, each as (trace id, span id).
+    pub links: Vec<(String, String)>,
 }
 
 /// An OTLP/HTTP collector on a free port, keeping every span it receives,
@@ -232,6 +234,7 @@ async fn receive(collector: web::Data<Collector>, body: Bytes) -> HttpResponse {
                 attributes: to_map(&span.attributes),
                 events: span.events.into_iter().map(|event| event.name).collect(),
                 status: span.status.map_or(SpanStatus::Unset, |status| status.code()),
+                links: span.links.iter().map(|l| (hex(&l.trace_id), hex(&l.span_id))).collect(),
             });
         }
     }
