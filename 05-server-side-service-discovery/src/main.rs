@@ -4,6 +4,9 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::process::{ExitCode, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, SyncSender};
 use std::time::Duration;
 
 use actix_web::http::Uri;
@@ -99,7 +102,8 @@ fn launch_all(host: &str) -> ExitCode {
         .enable_all()
         .build()
         .expect("cannot start the async runtime");
-    runtime.block_on(async {
+    let (terminal, all_written) = Terminal::open();
+    let outcome = runtime.block_on(async move {
         let this_program = std::env::current_exe().expect("cannot find this program's path");
         // The registry starts first and stops last, after the others have
         // deregistered from it: it has a stop signal and a set of its own.
@@ -121,15 +125,23 @@ fn launch_all(host: &str) -> ExitCode {
                 .spawn();
             let started = match child {
                 Ok(child) => {
-                    set.spawn(supervise(name, prefix(name, index), child, stop.subscribe()));
+                    set.spawn(supervise(
+                        name,
+                        prefix(name, index),
+                        child,
+                        stop.subscribe(),
+                        terminal.clone(),
+                    ));
                     true
                 }
                 Err(error) => {
-                    say(&format!("cannot start {name}: {error}"));
+                    terminal.say(&format!("cannot start {name}: {error}"));
                     false
                 }
             };
-            if !started || (name == registry::NAME && !registry_answers(&mut registry).await) {
+            if !started
+                || (name == registry::NAME && !registry_answers(&terminal, &mut registry).await)
+            {
                 let _ = stop.send(());
                 let _ = stop_registry.send(());
                 services.join_all().await;
@@ -140,11 +152,15 @@ fn launch_all(host: &str) -> ExitCode {
 
         let outcome = tokio::select! {
             _ = shutdown_signal(StoppedBy::CtrlC) => {
-                say("stopping every service");
+                terminal.say("stopping every service");
                 ExitCode::SUCCESS
             }
-            Some(Ok((name, status))) = services.join_next() => ended_early(name, &status),
-            Some(Ok((name, status))) = registry.join_next() => ended_early(name, &status),
+            Some(Ok((name, status))) = services.join_next() => {
+                ended_early(&terminal, name, &status)
+            }
+            Some(Ok((name, status))) = registry.join_next() => {
+                ended_early(&terminal, name, &status)
+            }
         };
         let _ = stop.send(());
         let mut ended = services.join_all().await;
@@ -152,15 +168,23 @@ fn launch_all(host: &str) -> ExitCode {
         ended.extend(registry.join_all().await);
         for (name, status) in ended {
             if !matches!(&status, Ok(status) if status.success()) {
-                say(&format!("{name} ended with {}", describe(&status)));
+                terminal.say(&format!("{name} ended with {}", describe(&status)));
             }
         }
         outcome
-    })
+    });
+    // The last lines go out, unless the terminal is still not reading after
+    // OUTPUT_GRACE (once every task, and its `Terminal`, is gone).
+    drop(runtime);
+    let _ = all_written.recv_timeout(OUTPUT_GRACE);
+    outcome
 }
 
-fn ended_early(name: &str, status: &io::Result<ExitStatus>) -> ExitCode {
-    say(&format!("{name} ended ({}) while the step ran; stopping the others", describe(status)));
+fn ended_early(terminal: &Terminal, name: &str, status: &io::Result<ExitStatus>) -> ExitCode {
+    terminal.say(&format!(
+        "{name} ended ({}) while the step ran; stopping the others",
+        describe(status)
+    ));
     ExitCode::FAILURE
 }
 
@@ -170,7 +194,10 @@ const REGISTRY_PATIENCE: Duration = Duration::from_secs(10);
 /// Waits until the registry accepts connections where the services will
 /// look for it (REGISTRY_URL). False, with the reason said, if it stopped
 /// or did not answer in time.
-async fn registry_answers(registry: &mut JoinSet<(&'static str, io::Result<ExitStatus>)>) -> bool {
+async fn registry_answers(
+    terminal: &Terminal,
+    registry: &mut JoinSet<(&'static str, io::Result<ExitStatus>)>,
+) -> bool {
     let url = std::env::var("REGISTRY_URL").unwrap_or_else(|_| REGISTRY_URL.to_string());
     let address = url
         .parse::<Uri>()
@@ -185,7 +212,7 @@ async fn registry_answers(registry: &mut JoinSet<(&'static str, io::Result<ExitS
     tokio::select! {
         answered = tokio::time::timeout(REGISTRY_PATIENCE, answering) => {
             if answered.is_err() {
-                say(&format!(
+                terminal.say(&format!(
                     "the registry did not answer at {url} within {REGISTRY_PATIENCE:?}; \
                      if it listens elsewhere, set REGISTRY_URL to match"
                 ));
@@ -193,7 +220,7 @@ async fn registry_answers(registry: &mut JoinSet<(&'static str, io::Result<ExitS
             answered.is_ok()
         }
         Some(Ok((name, status))) = registry.join_next() => {
-            ended_early(name, &status);
+            ended_early(terminal, name, &status);
             false
         }
     }
@@ -207,9 +234,11 @@ async fn supervise(
     prefix: String,
     mut child: Child,
     mut stop: watch::Receiver<()>,
+    terminal: Terminal,
 ) -> (&'static str, io::Result<ExitStatus>) {
-    let stdout = tokio::spawn(forward(child.stdout.take(), prefix.clone(), Stream::Stdout));
-    let stderr = tokio::spawn(forward(child.stderr.take(), prefix, Stream::Stderr));
+    let stdout =
+        tokio::spawn(forward(child.stdout.take(), prefix.clone(), terminal.stdout.clone()));
+    let stderr = tokio::spawn(forward(child.stderr.take(), prefix, terminal.stderr.clone()));
     let stdin = child.stdin.take();
 
     let ended_by_itself = tokio::select! {
@@ -223,7 +252,7 @@ async fn supervise(
             match tokio::time::timeout(STOP_GRACE, child.wait()).await {
                 Ok(status) => status,
                 Err(_) => {
-                    say(&format!("{name} did not stop within {STOP_GRACE:?}; killing it"));
+                    terminal.say(&format!("{name} did not stop within {STOP_GRACE:?}; killing it"));
                     let _ = child.kill().await;
                     child.wait().await
                 }
@@ -235,24 +264,14 @@ async fn supervise(
     (name, status)
 }
 
-enum Stream {
-    Stdout,
-    Stderr,
-}
-
 /// Copies a child's output to ours, line by line, each under its prefix.
-async fn forward(from: Option<impl AsyncRead + Unpin>, prefix: String, to: Stream) {
+async fn forward(from: Option<impl AsyncRead + Unpin>, prefix: String, to: Output) {
     let Some(from) = from else { return };
     let mut from = BufReader::new(from);
     let mut line = Vec::new();
     while matches!(from.read_until(b'\n', &mut line).await, Ok(read) if read > 0) {
         let text = String::from_utf8_lossy(&line);
-        let text = text.trim_end();
-        // Output going nowhere (a closed pipe) is no reason to stop a service.
-        let _ = match to {
-            Stream::Stdout => writeln!(io::stdout().lock(), "{prefix} {text}"),
-            Stream::Stderr => writeln!(io::stderr().lock(), "{prefix} {text}"),
-        };
+        to.print(format!("{prefix} {}", text.trim_end()));
         line.clear();
     }
 }
@@ -270,9 +289,74 @@ fn prefix(name: &str, index: usize) -> String {
     }
 }
 
-/// The launcher's own messages, under its own prefix.
-fn say(message: &str) {
-    let _ = writeln!(io::stderr().lock(), "launcher | {message}");
+/// Lines waiting for a slow terminal; beyond that, lines are dropped.
+const OUTPUT_QUEUE: usize = 1000;
+/// How long the terminal has to take the last lines once the services stop.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
+/// The launcher's stdout and stderr. A terminal that stops reading (Ctrl-S,
+/// a pager left open, `| sleep 300`) must stop neither the services, which
+/// would block on their next log line, nor Ctrl-C: so each stream is
+/// written by a thread of its own, and only that thread ever waits for it.
+#[derive(Clone)]
+struct Terminal {
+    stdout: Output,
+    stderr: Output,
+}
+
+impl Terminal {
+    /// The two streams, and a channel that closes when both are written out.
+    fn open() -> (Terminal, mpsc::Receiver<()>) {
+        let (written, all_written) = mpsc::channel();
+        let stdout = Output::open(io::stdout(), written.clone());
+        let stderr = Output::open(io::stderr(), written);
+        (Terminal { stdout, stderr }, all_written)
+    }
+
+    /// The launcher's own messages, under its own prefix.
+    fn say(&self, message: &str) {
+        self.stderr.print(format!("launcher | {message}"));
+    }
+}
+
+/// One output stream, fed through a bounded queue to the thread that writes it.
+#[derive(Clone)]
+struct Output {
+    queue: SyncSender<String>,
+    /// Lines the queue could not take since the last that it could.
+    dropped: Arc<AtomicUsize>,
+}
+
+impl Output {
+    fn open(mut to: impl Write + Send + 'static, written: mpsc::Sender<()>) -> Output {
+        let (queue, lines) = mpsc::sync_channel::<String>(OUTPUT_QUEUE);
+        std::thread::spawn(move || {
+            for line in lines {
+                // Output going nowhere (a closed pipe) is no reason to stop.
+                let _ = writeln!(to, "{line}");
+            }
+            drop(written);
+        });
+        Output { queue, dropped: Arc::default() }
+    }
+
+    /// Queues a line without waiting. A line that does not fit is dropped;
+    /// once the reader reads again, it is told how many were, and where.
+    fn print(&self, line: String) {
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let lines = if dropped == 1 { "line" } else { "lines" };
+            let notice =
+                format!("launcher | {dropped} {lines} dropped while the terminal was not reading");
+            if self.queue.try_send(notice).is_err() {
+                self.dropped.fetch_add(dropped + 1, Ordering::Relaxed);
+                return;
+            }
+        }
+        if self.queue.try_send(line).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 fn describe(status: &io::Result<ExitStatus>) -> String {
