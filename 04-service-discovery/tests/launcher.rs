@@ -3,7 +3,7 @@
 
 use std::net::TcpListener;
 use std::process::{ExitStatus, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::{PATIENCE, request};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -25,19 +25,7 @@ struct Running {
 
 impl Running {
     fn start(args: &[&str], env: &[(&str, String)]) -> Running {
-        let mut command = Command::new(PROGRAM);
-        command
-            .args(args)
-            .env_remove("BIND_HOST")
-            .envs(env.iter().cloned())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        // Its own process group, as a terminal would give it.
-        #[cfg(unix)]
-        command.process_group(0);
-        let mut process = command.spawn().expect("cannot start the step's binary");
+        let mut process = command(args, env).spawn().expect("cannot start the step's binary");
         let (sender, lines) = mpsc::unbounded_channel();
         tokio::spawn(read_lines(process.stdout.take().unwrap(), sender.clone()));
         tokio::spawn(read_lines(process.stderr.take().unwrap(), sender));
@@ -88,6 +76,23 @@ impl Running {
         }
         self.seen.join("\n")
     }
+}
+
+/// The binary with `args` and `env`, its output piped.
+fn command(args: &[&str], env: &[(&str, String)]) -> Command {
+    let mut command = Command::new(PROGRAM);
+    command
+        .args(args)
+        .env_remove("BIND_HOST")
+        .envs(env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // Its own process group, as a terminal would give it.
+    #[cfg(unix)]
+    command.process_group(0);
+    command
 }
 
 async fn read_lines(from: impl AsyncRead + Unpin, to: mpsc::UnboundedSender<String>) {
@@ -364,4 +369,85 @@ async fn ctrl_c_in_a_terminal_stops_the_services_before_the_registry() {
     let registry_stopping = output.find("registry stopping").expect("the registry stops");
     let service2_stopped = output.find("service2 stopped").expect("service2 stops");
     assert!(service2_stopped < registry_stopping, "{output}");
+}
+
+/// What the launcher says once its output is read again after lines were
+/// dropped: `launcher | 1234 lines dropped while the terminal was not reading`.
+const DROPPED: &str = " dropped while the terminal was not reading";
+
+#[actix_web::test]
+async fn a_terminal_that_stops_reading_stops_neither_the_services_nor_a_signal() {
+    // As with `cargo run | sleep 300`, or Ctrl-S in a terminal: the
+    // launcher's stdout is a pipe that nobody reads, for now.
+    let mut env = free_ports();
+    let url = format!("http://127.0.0.1:{}/", service2_port(&mut env));
+    let mut step = command(&[], &env).stderr(Stdio::null()).spawn().unwrap();
+    let client = awc::Client::default();
+    let deadline = Instant::now() + PATIENCE;
+    while client.get(&url).send().await.is_err() {
+        assert!(Instant::now() < deadline, "service2 never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A line per call: far more than the pipe and the launcher's queue hold
+    // (about a thousand lines each).
+    call_service2(&client, &url, 3000).await;
+
+    // Read again, the output says how many lines went missing, and where.
+    let mut output = BufReader::new(step.stdout.take().unwrap()).lines();
+    let notice = async {
+        while let Ok(Some(line)) = output.next_line().await {
+            if line.contains(DROPPED) {
+                return line;
+            }
+        }
+        panic!("the output ended with no notice of lines dropped");
+    };
+    let more_lines = async {
+        loop {
+            call_service2(&client, &url, 1).await;
+        }
+    };
+    let notice = timeout(PATIENCE, async {
+        tokio::select! {
+            line = notice => line,
+            _ = more_lines => unreachable!(),
+        }
+    });
+    let notice = notice.await.expect("no notice of lines dropped once the output was read");
+    let count = notice.strip_prefix("launcher | ").and_then(|rest| rest.split(' ').next());
+    assert!(count.is_some_and(|count| count.parse::<usize>().is_ok()), "{notice}");
+
+    // Not read again, the pipe fills again; a signal still stops the step.
+    call_service2(&client, &url, 1500).await;
+    #[cfg(unix)]
+    {
+        send_signal("TERM", step.id().unwrap());
+        let stopped = timeout(PATIENCE, step.wait()).await;
+        assert!(stopped.expect("SIGTERM did not stop the launcher").unwrap().success());
+        assert!(client.get(&url).send().await.is_err(), "service2 outlived the launcher");
+    }
+}
+
+/// service2's port in `env`, made a free one if it is 0 (any port) there.
+fn service2_port(env: &mut [(&str, String)]) -> u16 {
+    let (_, port) = env.iter_mut().find(|(name, _)| *name == "SERVICE2_PORT").unwrap();
+    if port == "0" {
+        let free = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        *port = free.to_string();
+    }
+    port.parse().unwrap()
+}
+
+/// Calls service2 `count` times; each call logs a line, and must be answered.
+async fn call_service2(client: &awc::Client, url: &str, count: usize) {
+    for call in 1..=count {
+        let answer = async {
+            let mut response = client.get(url).send().await.map_err(|error| error.to_string())?;
+            response.body().await.map_err(|error| error.to_string())
+        };
+        let answer = answer.await;
+        let expected = br#"{"name":"service 2"}"#;
+        assert!(answer.as_deref() == Ok(expected), "call {call} of {count} to {url}: {answer:?}");
+    }
 }

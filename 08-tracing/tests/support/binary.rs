@@ -22,22 +22,9 @@ pub fn free_ports(n: usize) -> Vec<u16> {
     held.iter().map(|listener| listener.local_addr().unwrap().port()).collect()
 }
 
-/// Runs the step's binary with `args` and `env`; its output in lines. Its
-/// spans go nowhere (never to a learner's Jaeger) unless `env` says where.
+/// Runs the step's binary with `args` and `env`; its output in lines.
 pub fn spawn(args: &[&str], env: &[(&str, String)]) -> (Child, mpsc::UnboundedReceiver<String>) {
-    let mut command = Command::new(PROGRAM);
-    command
-        .args(args)
-        .env_remove("BIND_HOST")
-        .env("OTEL_SDK_DISABLED", "true")
-        .envs(env.iter().cloned())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    #[cfg(unix)]
-    command.process_group(0);
-    let mut process = command.spawn().expect("cannot start the step's binary");
+    let mut process = command(args, env).spawn().expect("cannot start the step's binary");
     let (sender, lines) = mpsc::unbounded_channel();
     let outputs: [Box<dyn AsyncRead + Unpin + Send>; 2] =
         [Box::new(process.stdout.take().unwrap()), Box::new(process.stderr.take().unwrap())];
@@ -51,6 +38,24 @@ pub fn spawn(args: &[&str], env: &[(&str, String)]) -> (Child, mpsc::UnboundedRe
         });
     }
     (process, lines)
+}
+
+/// The step's binary with `args` and `env`, its output piped. Its spans go
+/// nowhere (never to a learner's Jaeger) unless `env` says where.
+pub fn command(args: &[&str], env: &[(&str, String)]) -> Command {
+    let mut command = Command::new(PROGRAM);
+    command
+        .args(args)
+        .env_remove("BIND_HOST")
+        .env("OTEL_SDK_DISABLED", "true")
+        .envs(env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    #[cfg(unix)]
+    command.process_group(0);
+    command
 }
 
 /// Waits for a line that contains `text`; every line read on the way.
