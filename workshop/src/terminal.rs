@@ -71,6 +71,28 @@ pub fn confirm(question: &str) -> Result<bool> {
     Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
 }
 
+/// `text` with each line wrapped at word boundaries to fit `width`, every
+/// line after `indent`: a check's message is one long line.
+pub fn wrap(text: &str, indent: &str, width: usize) -> String {
+    let mut wrapped = String::new();
+    for line in text.lines() {
+        let mut current = indent.to_string();
+        for word in line.split(' ') {
+            if current.len() > indent.len() && current.len() + 1 + word.len() > width {
+                wrapped.push_str(current.trim_end());
+                wrapped.push('\n');
+                current = indent.to_string();
+            } else if current.len() > indent.len() {
+                current.push(' ');
+            }
+            current.push_str(word);
+        }
+        wrapped.push_str(current.trim_end());
+        wrapped.push('\n');
+    }
+    wrapped
+}
+
 /// Prints `text`, through a pager when it is longer than a screen and a
 /// person reads it: `$PAGER`, or `less`, where there is one; straight out
 /// otherwise (Windows has no `less`, and a pipe needs none).

@@ -7,7 +7,7 @@ use crate::checks::{self, Ran, Verdict};
 use crate::course::{Course, Exercise, Step};
 use crate::error::{Error, Result};
 use crate::progress::{Outcome, Progress};
-use crate::terminal::Style;
+use crate::terminal::{self, Style};
 use crate::watch::Watcher;
 
 #[derive(clap::Args)]
@@ -122,10 +122,7 @@ fn show(step: &Step, exercise: &Exercise, verdict: &Verdict) {
         Verdict::Passed => println!("{name}: {}", Style::Success.paint("done")),
         Verdict::Failed { message, location } => {
             println!("{name}: {}\n", Style::Failure.paint("not yet"));
-            for line in message.lines() {
-                println!("  {line}");
-            }
-            println!();
+            println!("{}", terminal::wrap(message, "  ", 78));
             if let Some(location) = location {
                 println!("{}", Style::Dim.paint(&format!("  (the check that failed: {location})")));
             }

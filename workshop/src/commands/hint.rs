@@ -9,7 +9,7 @@ use crate::course::Course;
 use crate::error::Result;
 use crate::hints;
 use crate::progress::Progress;
-use crate::terminal::Style;
+use crate::terminal::{self, Style};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -39,17 +39,16 @@ pub fn run(course: &Course, args: Args) -> Result<ExitCode> {
             Style::Bold.paint(&format!("Hint 1 of {last}, {name}: what the check says"))
         );
         match record.last_check.and_then(|check| check.hint) {
-            Some(said) => println!("  {said}\n\n(its whole message: {check})"),
+            Some(said) => {
+                println!("{}\n(its whole message: {check})", terminal::wrap(&said, "  ", 78))
+            }
             None => println!("Run its check, which says what a client still sees wrong: {check}"),
         }
         return Ok(ExitCode::SUCCESS);
     }
     let hint = &more[usize::from(level) - 2];
     println!("{}\n", Style::Bold.paint(&format!("Hint {level} of {last}, {name}: {}", hint.title)));
-    for line in hint.text.lines() {
-        println!("  {line}");
-    }
-    println!();
+    println!("{}", terminal::wrap(&hint.text, "  ", 78));
     match level < last {
         true => println!("Still stuck? Ask again for hint {}: the same command.", level + 1),
         false => println!(

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use crate::course::Course;
 use crate::error::Result;
 use crate::progress::{Outcome, Progress};
-use crate::terminal::Style;
+use crate::terminal::{self, Style};
 
 pub fn run(course: &Course) -> Result<ExitCode> {
     let progress = Progress::load(course);
@@ -15,6 +15,8 @@ pub fn run(course: &Course) -> Result<ExitCode> {
         welcome(course);
         return Ok(ExitCode::SUCCESS);
     }
+    let width = course.steps.iter().flat_map(|step| &step.exercises);
+    let width = width.map(|exercise| exercise.title().len() + 3).max().unwrap_or(0);
     for step in &course.steps {
         println!("{}", Style::Bold.paint(&step.folder));
         for exercise in &step.exercises {
@@ -24,9 +26,9 @@ pub fn run(course: &Course) -> Result<ExitCode> {
                 Some(check) if check.outcome == Outcome::Passed => {
                     format!("{}, {}", Style::Success.paint("done"), check.ago())
                 }
-                Some(check) => format!("{} since {}", Style::Failure.paint("failing"), check.ago()),
+                Some(check) => format!("{}, {}", Style::Failure.paint("failing"), check.ago()),
             };
-            println!("  {:<50} {state}", format!("{} {}", exercise.number, exercise.title()));
+            println!("  {:<width$} {state}", format!("{} {}", exercise.number, exercise.title()));
         }
     }
     println!();
@@ -39,7 +41,7 @@ pub fn run(course: &Course) -> Result<ExitCode> {
                 exercise.label()
             );
             if let Some(hint) = hint {
-                println!("  its check said: {hint}");
+                print!("{}", terminal::wrap(&format!("its check said: {hint}"), "  ", 78));
             }
             let command = format!("cargo workshop check {} {}", step.number, exercise.number);
             println!("  {}    (--watch: again on every save)", Style::Bold.paint(&command));
