@@ -194,7 +194,13 @@ impl State {
         self.index += 1;
     }
 
-    fn register(&mut self, registration: Registration) {
+    /// Adds the instance, or replaces it if its ID is known; a new one only
+    /// while there is room.
+    fn register(&mut self, registration: Registration) -> Result<(), RegistryFull> {
+        if self.instances.len() >= MOST_INSTANCES && !self.instances.contains_key(&registration.id)
+        {
+            return Err(RegistryFull);
+        }
         self.bump();
         let now = Instant::now();
         let previous = self.instances.remove(&registration.id);
@@ -233,6 +239,7 @@ impl State {
                 checks,
             },
         );
+        Ok(())
     }
 
     fn check_mut(&mut self, check_id: &str) -> Option<&mut Check> {
@@ -365,9 +372,20 @@ const LONGEST_CHECK_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 /// the dashboard and in URLs, not documents.
 const LONGEST_NAME: usize = 256;
 
-/// The most of a check's output the registry keeps, as Consul does
-/// (`check_output_max_size`): it is for the dashboard, not a store.
+/// The most of a check's output the registry keeps, in bytes, as Consul
+/// does (`check_output_max_size`): it is for the dashboard, not a store.
 const LONGEST_OUTPUT: usize = 4096;
+
+/// The most checks one instance may have. Consul sets no number; a service
+/// has a check or two (the workshop's have one), and every check is work
+/// for the registry at every interval.
+const MOST_CHECKS_PER_INSTANCE: usize = 8;
+
+/// The most instances the registry keeps. It stands in for one Consul
+/// agent, which holds the services of one machine: a step runs up to seven,
+/// and a learner starts a few more. 256 is far above that, and keeps the
+/// worst case (every instance with 8 checks of 4 KB output) near 10 MB.
+const MOST_INSTANCES: usize = 256;
 
 /// The body of a registration, its keys folded (see `fold_keys`).
 #[derive(Deserialize)]
@@ -394,13 +412,24 @@ struct CheckBody {
     deregistercriticalserviceafter: Option<Value>,
 }
 
+/// The registry has `MOST_INSTANCES` already.
+struct RegistryFull;
+
 async fn register(registry: web::Data<Registry>, body: Bytes) -> HttpResponse {
-    match parse_registration(&body) {
-        Ok(registration) => {
-            registry.write(|state| state.register(registration));
-            HttpResponse::Ok().finish()
-        }
-        Err(message) => plain(StatusCode::BAD_REQUEST, message),
+    let registration = match parse_registration(&body) {
+        Ok(registration) => registration,
+        Err(message) => return plain(StatusCode::BAD_REQUEST, message),
+    };
+    match registry.write(|state| state.register(registration)) {
+        Ok(()) => HttpResponse::Ok().finish(),
+        // 507 Insufficient Storage: nothing is wrong with the registration,
+        // and it may succeed once other instances are gone.
+        Err(RegistryFull) => plain(
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!(
+                "Registry full: it keeps at most {MOST_INSTANCES} instances; deregister one first"
+            ),
+        ),
     }
 }
 
@@ -420,9 +449,16 @@ fn parse_registration(body: &[u8]) -> Result<Registration, String> {
     if body.address == "0.0.0.0" || body.address == "::" || body.address == "[::]" {
         return Err("Invalid service address".to_string());
     }
+    valid_name("service address", &body.address)?;
     let id = body.id.filter(|id| !id.is_empty()).unwrap_or_else(|| name.clone());
     valid_name("service ID", &id)?;
     let definitions: Vec<CheckBody> = body.check.into_iter().chain(body.checks).collect();
+    if definitions.len() > MOST_CHECKS_PER_INSTANCE {
+        return Err(format!(
+            "Invalid registration: {} checks; an instance may have at most {MOST_CHECKS_PER_INSTANCE}",
+            definitions.len()
+        ));
+    }
     let several = definitions.len() > 1;
     let mut checks = Vec::new();
     for (number, definition) in (1..).zip(definitions) {
@@ -443,9 +479,11 @@ fn parse_registration(body: &[u8]) -> Result<Registration, String> {
             if several { format!("service:{id}:{number}") } else { format!("service:{id}") };
         let check_id = definition.checkid.filter(|id| !id.is_empty()).unwrap_or(default_id);
         valid_name("check ID", &check_id)?;
+        let check_name = definition.name.unwrap_or_else(|| format!("Service '{name}' check"));
+        valid_name("check name", &check_name)?;
         checks.push(CheckDefinition {
             id: check_id,
-            name: definition.name.unwrap_or_else(|| format!("Service '{name}' check")),
+            name: check_name,
             status,
             ttl,
             deregister_after: check_duration(
@@ -490,6 +528,15 @@ pub fn is_service_name(name: &str) -> bool {
         && label.first().is_some_and(letter_or_digit)
         && label.last().is_some_and(letter_or_digit)
         && label.iter().all(|byte| letter_or_digit(byte) || *byte == b'-')
+}
+
+/// The start of `text`, at most `longest` bytes, cut between characters.
+fn cut(text: &str, longest: usize) -> &str {
+    let mut end = text.len().min(longest);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// A name or ID that will be a key, a line on the dashboard and part of a
@@ -574,7 +621,7 @@ async fn set_check(
     let output: String = note.into_inner().note.unwrap_or_default();
     // Consul keeps this much of a check's output (`check_output_max_size`):
     // it is for the dashboard, not a store.
-    let output = output.chars().take(LONGEST_OUTPUT).collect();
+    let output = cut(&output, LONGEST_OUTPUT).to_string();
     if registry.write(|state| state.report(&check_id, status, output)) {
         HttpResponse::Ok().finish()
     } else {
@@ -662,6 +709,10 @@ async fn catalog_services(registry: web::Data<Registry>) -> HttpResponse {
 // The dashboard: one HTML page, as Consul's and Eureka's registries serve.
 // ---------------------------------------------------------------------------
 
+/// The most of an instance's output a dashboard row shows, in bytes: its
+/// start says what is wrong, and `/v1/health/service/<name>` has the rest.
+const DASHBOARD_OUTPUT: usize = 1024;
+
 async fn dashboard(registry: web::Data<Registry>) -> HttpResponse {
     let escape = |text: &str| quick_xml::escape::escape(text).into_owned();
     let rows = registry.read(|state| {
@@ -674,13 +725,17 @@ async fn dashboard(registry: web::Data<Registry>) -> HttpResponse {
                 None => "never".to_string(),
             };
             let output: Vec<&str> = instance.checks.iter().map(|check| check.output.as_str()).collect();
+            let mut output = output.join("; ");
+            if output.len() > DASHBOARD_OUTPUT {
+                output = format!("{} …", cut(&output, DASHBOARD_OUTPUT));
+            }
             rows += &format!(
                 "<tr><td>{}</td><td>{}</td><td>{}:{}</td><td class=\"{status}\">{status}</td><td>{heartbeat}</td><td>{}</td></tr>\n",
                 escape(&instance.name),
                 escape(&instance.id),
                 escape(&instance.address),
                 instance.port,
-                escape(&output.join("; ")),
+                escape(&output),
             );
         }
         if rows.is_empty() {
@@ -770,7 +825,7 @@ mod tests {
         assert!(panicked.is_err());
 
         let entry = br#"{ "Name": "service2", "Check": { "TTL": "10s" } }"#;
-        registry.write(|state| state.register(parse_registration(entry).unwrap()));
+        assert!(registry.write(|state| state.register(parse_registration(entry).unwrap())).is_ok());
         assert_eq!(registry.read(|state| state.instances.len()), 1, "it still takes writes");
         registry.write(|state| state.sweep(Instant::now()));
     }

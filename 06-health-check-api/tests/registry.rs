@@ -4,6 +4,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 use step06_health_check_api::{Registration, RegistrationOptions, registry};
 use support::{PATIENCE, registration, start};
@@ -495,12 +496,173 @@ async fn a_restarted_registry_sees_every_service_again_within_seconds() {
 }
 
 #[actix_web::test]
-async fn a_check_keeps_at_most_4096_characters_of_output() {
+async fn a_check_keeps_at_most_4096_bytes_of_output_and_the_dashboard_shows_1024() {
     let registry = start_registry();
     register(&registry, service2(1, json!({ "TTL": "10s" }))).await;
-    let note = "%C3%A9".repeat(5000); // "é", percent-encoded
+    let note = "%C3%A9".repeat(5000); // "é", percent-encoded: 2 bytes each
     let path = format!("{registry}/v1/agent/check/pass/service:service2-1?note={note}");
     assert_eq!(call("PUT", &path, None).await.status, StatusCode::OK);
     let entries = health(&registry, "service2").await.json();
-    assert_eq!(entries[0]["Checks"][0]["Output"], "é".repeat(4096));
+    assert_eq!(entries[0]["Checks"][0]["Output"], "é".repeat(2048));
+
+    let note = "%3C".repeat(5000); // "<", which the dashboard escapes
+    let path = format!("{registry}/v1/agent/check/pass/service:service2-1?note={note}");
+    assert_eq!(call("PUT", &path, None).await.status, StatusCode::OK);
+    let page = call("GET", &registry, None).await.body;
+    let shown = format!("<td>{} …</td>", "&lt;".repeat(1024));
+    assert!(page.contains(&shown) && !page.contains(&"&lt;".repeat(1025)), "{page}");
+}
+
+#[actix_web::test]
+async fn a_service_name_that_is_no_dns_label_is_a_400_and_changes_nothing() {
+    let registry = start_registry();
+    let too_long = "s".repeat(64);
+    for name in
+        ["users?1", "service2#", "service_2", "service.2", "-s2", "s2-", "sérvice", &too_long]
+    {
+        let answer = register(&registry, json!({ "Name": name, "Check": { "TTL": "10s" } })).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{name}");
+        let expected =
+            format!("Invalid service name {name:?}: it would not be discoverable via DNS.");
+        assert!(answer.body.starts_with(&expected), "{}", answer.body);
+        assert!(!registry::is_service_name(name), "{name}");
+    }
+    let services = call("GET", &format!("{registry}/v1/catalog/services"), None).await.json();
+    assert_eq!(services, json!({}), "nothing was registered");
+
+    for name in ["s", "service2", "Service-2", &"s".repeat(63)] {
+        let answer = register(&registry, json!({ "Name": name, "Check": { "TTL": "10s" } })).await;
+        assert_eq!(answer.status, StatusCode::OK, "{name}: {}", answer.body);
+        assert!(registry::is_service_name(name), "{name}");
+    }
+}
+
+/// `count` TTL checks, as a registration's "Checks".
+fn ttl_checks(count: usize) -> Value {
+    (0..count).map(|n| json!({ "CheckID": format!("check-{n}"), "TTL": "10s" })).collect()
+}
+
+#[actix_web::test]
+async fn a_ninth_check_is_a_400_and_the_instance_keeps_the_checks_it_had() {
+    let registry = start_registry();
+    let mut entry = service2(1, json!({ "TTL": "10s", "CheckID": "alive", "Status": "passing" }));
+    assert_eq!(register(&registry, entry.clone()).await.status, StatusCode::OK);
+    entry["Checks"] = ttl_checks(8);
+    let refused = register(&registry, entry.clone()).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused.body, "Invalid registration: 9 checks; an instance may have at most 8");
+    let entries = health(&registry, "service2?passing").await.json();
+    assert_eq!(entries[0]["Checks"].as_array().unwrap().len(), 1, "{entries}");
+
+    entry["Checks"] = ttl_checks(7);
+    assert_eq!(register(&registry, entry).await.status, StatusCode::OK, "8 are allowed");
+    let entries = health(&registry, "service2").await.json();
+    assert_eq!(entries[0]["Checks"].as_array().unwrap().len(), 8, "{entries}");
+}
+
+#[actix_web::test]
+async fn the_registry_keeps_256_instances_and_refuses_more_with_a_507() {
+    let registry = start_registry();
+    for port in 1..=256 {
+        let answer = register(&registry, service2(port, json!({ "TTL": "10s" }))).await;
+        assert_eq!(answer.status, StatusCode::OK, "{port}: {}", answer.body);
+    }
+    let full = register(&registry, service2(257, json!({ "TTL": "10s" }))).await;
+    assert_eq!(full.status, StatusCode::INSUFFICIENT_STORAGE);
+    assert_eq!(full.body, "Registry full: it keeps at most 256 instances; deregister one first");
+    assert_eq!(health(&registry, "service2").await.json().as_array().unwrap().len(), 256);
+
+    // Registering again takes no more room, and a deregistration makes some.
+    let again = register(&registry, service2(1, json!({ "TTL": "10s" }))).await;
+    assert_eq!(again.status, StatusCode::OK);
+    call("PUT", &format!("{registry}/v1/agent/service/deregister/service2-1"), None).await;
+    let answer = register(&registry, service2(257, json!({ "TTL": "10s" }))).await;
+    assert_eq!(answer.status, StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn a_long_address_or_check_name_is_a_400() {
+    let registry = start_registry();
+    let mut long_address = service2(1, json!({ "TTL": "10s" }));
+    long_address["Address"] = json!("a".repeat(257));
+    let answer = register(&registry, long_address).await;
+    assert_eq!(answer.body, "Invalid service address: longer than 256 bytes");
+    let long_name = service2(1, json!({ "TTL": "10s", "Name": "c".repeat(257) }));
+    let answer = register(&registry, long_name).await;
+    assert_eq!(answer.body, "Invalid check name: longer than 256 bytes");
+    assert_eq!(health(&registry, "service2").await.json(), json!([]), "nothing was registered");
+}
+
+#[actix_web::test]
+async fn an_http_check_that_calls_anything_but_its_instance_is_a_400() {
+    let registry = start_registry();
+    let check = |url: &str| json!({ "HTTP": url, "Interval": "10s" });
+    let elsewhere = [
+        "http://127.0.0.1:3004/healthz",
+        "http://127.0.0.2:3003/healthz",
+        "http://localhost:3003/healthz",
+        "http://127.0.0.1/metrics",
+        "https://127.0.0.1:3003/healthz",
+        "127.0.0.1:3003/healthz",
+    ];
+    for url in elsewhere {
+        let answer = register(&registry, service2(3003, check(url))).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{url}");
+        let expected = format!(
+            "Invalid check: HTTP {url:?} must call the instance itself, at its Address and Port: \
+             http://127.0.0.1:3003/…"
+        );
+        assert_eq!(answer.body, expected);
+    }
+    assert_eq!(health(&registry, "service2").await.json(), json!([]), "nothing was registered");
+
+    let own = register(&registry, service2(3003, check("http://127.0.0.1:3003/healthz"))).await;
+    assert_eq!(own.status, StatusCode::OK);
+    let mut no_address = service2(3013, check("http://127.0.0.1:3013/healthz"));
+    no_address["Address"] = json!("");
+    assert_eq!(register(&registry, no_address).await.status, StatusCode::OK, "this machine");
+    let mut ipv6 = service2(3023, check("http://[::1]:3023/healthz"));
+    ipv6["Address"] = json!("::1");
+    assert_eq!(register(&registry, ipv6).await.status, StatusCode::OK);
+}
+
+/// A server that answers every request 200 with `body` as `content_type`.
+fn page(content_type: &'static str, body: &'static str) -> String {
+    start(move |listener| {
+        step06_health_check_api::serve(listener, move |routes| {
+            routes.default_service(web::to(move || async move {
+                HttpResponse::Ok().content_type(content_type).body(body)
+            }));
+        })
+    })
+}
+
+#[actix_web::test]
+async fn a_check_shows_a_health_answer_and_nothing_of_any_other_page() {
+    let registry = start_registry();
+    let cases = [
+        ("application/health+json", r#"{"status":"pass"}"#, r#"{"status":"pass"}"#),
+        ("text/plain; charset=utf-8", "OK\nand the rest", "OK"),
+        ("application/json", r#"{"secret":1}"#, "(not shown: not a health answer)"),
+        ("text/html", "<p>secret</p>", "(not shown: not a health answer)"),
+    ];
+    for (content_type, body, shown) in cases {
+        let url = page(content_type, body);
+        let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+        let check = json!({ "HTTP": format!("{url}/healthz"), "Interval": "100ms" });
+        assert_eq!(register(&registry, service2(port, check)).await.status, StatusCode::OK);
+        let id = format!("service2-{port}");
+        let deadline = Instant::now() + PATIENCE;
+        let output = loop {
+            let entries = health(&registry, "service2").await.json();
+            let entry = entries.as_array().unwrap().iter().find(|e| e["Service"]["ID"] == id);
+            let output = entry.map(|e| e["Checks"][0]["Output"].clone()).unwrap_or_default();
+            if output.as_str().is_some_and(|output| !output.is_empty()) {
+                break output;
+            }
+            assert!(Instant::now() < deadline, "{id} was never checked");
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(output, format!("HTTP GET {url}/healthz: 200 OK Output: {shown}"));
+    }
 }

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{StatusCode, Uri};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::web::{self, Bytes};
 use actix_web::{Error, FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder};
@@ -52,9 +52,15 @@ pub struct Options {
     pub acl_token: Option<String>,
 }
 
-/// How often the registry looks for TTLs that ran out and for instances
-/// critical for too long.
+/// How often the registry looks for TTLs that ran out, for instances
+/// critical for too long, and for HTTP checks due to run.
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
+/// The most HTTP checks one sweep starts: 100 a second in all. The
+/// workshop's instances need a few a second; however many checks are
+/// registered, the registry calls no more than this, those that have
+/// waited longest first, and each then runs less often than it asked.
+const CHECKS_PER_SWEEP: usize = 25;
 
 /// The registry is one Consul "node" in one datacenter.
 const NODE: &str = "workshop";
@@ -185,6 +191,14 @@ impl Probe {
         }
     }
 
+    /// When an HTTP check is due, unless it is running.
+    fn due_at(&self) -> Option<Instant> {
+        match self {
+            Probe::Http { next_run, running: false, .. } => Some(*next_run),
+            _ => None,
+        }
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             Probe::Ttl { .. } => "ttl",
@@ -241,7 +255,13 @@ impl State {
         self.index += 1;
     }
 
-    fn register(&mut self, registration: Registration) {
+    /// Adds the instance, or replaces it if its ID is known; a new one only
+    /// while there is room.
+    fn register(&mut self, registration: Registration) -> Result<(), RegistryFull> {
+        if self.instances.len() >= MOST_INSTANCES && !self.instances.contains_key(&registration.id)
+        {
+            return Err(RegistryFull);
+        }
         self.bump();
         let now = Instant::now();
         let previous = self.instances.remove(&registration.id);
@@ -288,6 +308,7 @@ impl State {
                 checks,
             },
         );
+        Ok(())
     }
 
     fn check_mut(&mut self, check_id: &str) -> Option<&mut Check> {
@@ -341,27 +362,14 @@ impl State {
     fn sweep(&mut self, now: Instant) -> Vec<DueCheck> {
         let mut expired = Vec::new();
         let mut dead = Vec::new();
-        let mut due = Vec::new();
+        let mut waiting = Vec::new();
         for instance in self.instances.values_mut() {
             for check in &mut instance.checks {
-                match &mut check.probe {
-                    Probe::Ttl { deadline, .. }
-                        if check.status != Status::Critical && now >= *deadline =>
-                    {
-                        expired.push(check.id.clone());
-                    }
-                    Probe::Http { url, interval, timeout, next_run, running }
-                        if !*running && now >= *next_run =>
-                    {
-                        *running = true;
-                        *next_run = later(now, *interval);
-                        due.push(DueCheck {
-                            check_id: check.id.clone(),
-                            url: url.clone(),
-                            timeout: *timeout,
-                        });
-                    }
-                    _ => {}
+                if let Probe::Ttl { deadline, .. } = check.probe
+                    && check.status != Status::Critical
+                    && now >= deadline
+                {
+                    expired.push(check.id.clone());
                 }
                 let critical_for = check.critical_since.map(|since| now.duration_since(since));
                 if let (Some(critical_for), Some(limit)) = (critical_for, check.deregister_after)
@@ -369,7 +377,22 @@ impl State {
                 {
                     dead.push((instance.id.clone(), limit));
                 }
+                if check.probe.due_at().is_some_and(|due_at| now >= due_at) {
+                    waiting.push(check);
+                }
             }
+        }
+        // Those that have waited longest first, and no more than a sweep's share.
+        waiting.sort_by_key(|check| check.probe.due_at());
+        waiting.truncate(CHECKS_PER_SWEEP);
+        let mut due = Vec::new();
+        for check in waiting {
+            let Probe::Http { url, interval, timeout, next_run, running } = &mut check.probe else {
+                continue;
+            };
+            *running = true;
+            *next_run = later(now, *interval);
+            due.push(DueCheck { check_id: check.id.clone(), url: url.clone(), timeout: *timeout });
         }
         for check_id in expired {
             let last_output = self.check_mut(&check_id).map(|check| check.output.clone());
@@ -441,9 +464,9 @@ async fn run_http_check(registry: Arc<Registry>, client: awc::Client, due: DueCh
             .insert_header(("Accept", "text/plain, text/*, */*"))
             .insert_header(("User-Agent", "Consul Health Check"));
         let mut response = request.send().await.map_err(|error| error.to_string())?;
+        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
         let body = response.body().limit(64 * 1024).await.unwrap_or_default();
-        let body: String = String::from_utf8_lossy(&body).chars().take(LONGEST_OUTPUT).collect();
-        Ok::<_, String>((response.status(), body))
+        Ok::<_, String>((response.status(), shown_body(content_type, &body)))
     };
     let (status, output) = match actix_web::rt::time::timeout(due.timeout, call).await {
         Ok(Ok((code, body))) => {
@@ -461,6 +484,21 @@ async fn run_http_check(registry: Arc<Registry>, client: awc::Client, due: DueCh
         }
     };
     registry.write(|state| state.checked(&due.check_id, status, output));
+}
+
+/// What a check's output shows of the answer: a health document whole (up
+/// to 4 KB), or the first line of plain text or of a body of no type ("OK").
+/// Any other body is no health answer, and is not shown: it may be a page
+/// that the instance serves its own clients, not the open dashboard.
+fn shown_body(content_type: Option<HeaderValue>, body: &[u8]) -> String {
+    const FIRST_LINE: usize = 200;
+    let body = String::from_utf8_lossy(body);
+    let content_type = content_type.as_ref().and_then(|value| value.to_str().ok()).unwrap_or("");
+    match content_type.split(';').next().unwrap_or("").trim().to_lowercase().as_str() {
+        "application/health+json" => cut(&body, LONGEST_OUTPUT).to_string(),
+        "text/plain" | "" => cut(body.lines().next().unwrap_or(""), FIRST_LINE).to_string(),
+        _ => "(not shown: not a health answer)".to_string(),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -507,9 +545,20 @@ const SHORTEST_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// the dashboard and in URLs, not documents.
 const LONGEST_NAME: usize = 256;
 
-/// The most of a check's output the registry keeps, as Consul does
-/// (`check_output_max_size`): it is for the dashboard, not a store.
+/// The most of a check's output the registry keeps, in bytes, as Consul
+/// does (`check_output_max_size`): it is for the dashboard, not a store.
 const LONGEST_OUTPUT: usize = 4096;
+
+/// The most checks one instance may have. Consul sets no number; a service
+/// has a check or two (the workshop's have one), and every check is work
+/// for the registry at every interval.
+const MOST_CHECKS_PER_INSTANCE: usize = 8;
+
+/// The most instances the registry keeps. It stands in for one Consul
+/// agent, which holds the services of one machine: a step runs up to seven,
+/// and a learner starts a few more. 256 is far above that, and keeps the
+/// worst case (every instance with 8 checks of 4 KB output) near 10 MB.
+const MOST_INSTANCES: usize = 256;
 
 /// The body of a registration, its keys folded (see `fold_keys`).
 #[derive(Deserialize)]
@@ -537,13 +586,24 @@ struct CheckBody {
     deregistercriticalserviceafter: Option<Value>,
 }
 
+/// The registry has `MOST_INSTANCES` already.
+struct RegistryFull;
+
 async fn register(registry: web::Data<Registry>, body: Bytes) -> HttpResponse {
-    match parse_registration(&body) {
-        Ok(registration) => {
-            registry.write(|state| state.register(registration));
-            HttpResponse::Ok().finish()
-        }
-        Err(message) => plain(StatusCode::BAD_REQUEST, message),
+    let registration = match parse_registration(&body) {
+        Ok(registration) => registration,
+        Err(message) => return plain(StatusCode::BAD_REQUEST, message),
+    };
+    match registry.write(|state| state.register(registration)) {
+        Ok(()) => HttpResponse::Ok().finish(),
+        // 507 Insufficient Storage: nothing is wrong with the registration,
+        // and it may succeed once other instances are gone.
+        Err(RegistryFull) => plain(
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!(
+                "Registry full: it keeps at most {MOST_INSTANCES} instances; deregister one first"
+            ),
+        ),
     }
 }
 
@@ -563,9 +623,16 @@ fn parse_registration(body: &[u8]) -> Result<Registration, String> {
     if body.address == "0.0.0.0" || body.address == "::" || body.address == "[::]" {
         return Err("Invalid service address".to_string());
     }
+    valid_name("service address", &body.address)?;
     let id = body.id.filter(|id| !id.is_empty()).unwrap_or_else(|| name.clone());
     valid_name("service ID", &id)?;
     let definitions: Vec<CheckBody> = body.check.into_iter().chain(body.checks).collect();
+    if definitions.len() > MOST_CHECKS_PER_INSTANCE {
+        return Err(format!(
+            "Invalid registration: {} checks; an instance may have at most {MOST_CHECKS_PER_INSTANCE}",
+            definitions.len()
+        ));
+    }
     let several = definitions.len() > 1;
     let mut checks = Vec::new();
     for (number, definition) in (1..).zip(definitions) {
@@ -578,7 +645,7 @@ fn parse_registration(body: &[u8]) -> Result<Registration, String> {
                     .ok_or("Invalid check: TTL must be > 0 for TTL checks")?,
             ),
             (None, Some(url), _) => ProbeDefinition::Http {
-                url,
+                url: calls_the_instance(url, &body.address, body.port)?,
                 interval: check_duration(
                     "Interval",
                     &definition.interval,
@@ -603,9 +670,11 @@ fn parse_registration(body: &[u8]) -> Result<Registration, String> {
             if several { format!("service:{id}:{number}") } else { format!("service:{id}") };
         let check_id = definition.checkid.filter(|id| !id.is_empty()).unwrap_or(default_id);
         valid_name("check ID", &check_id)?;
+        let check_name = definition.name.unwrap_or_else(|| format!("Service '{name}' check"));
+        valid_name("check name", &check_name)?;
         checks.push(CheckDefinition {
             id: check_id,
-            name: definition.name.unwrap_or_else(|| format!("Service '{name}' check")),
+            name: check_name,
             status,
             probe,
             deregister_after: check_duration(
@@ -650,6 +719,38 @@ pub fn is_service_name(name: &str) -> bool {
         && label.first().is_some_and(letter_or_digit)
         && label.last().is_some_and(letter_or_digit)
         && label.iter().all(|byte| letter_or_digit(byte) || *byte == b'-')
+}
+
+/// An HTTP check calls the instance it checks, at its Address and Port (no
+/// Address: this machine). Consul lets it call any URL; here, a registration
+/// cannot make the registry call something else again and again (another
+/// service's /metrics or /events, another machine) and show what came back.
+fn calls_the_instance(url: String, address: &str, port: u16) -> Result<String, String> {
+    valid_name("HTTP check URL", &url)?;
+    let address = if address.is_empty() { "127.0.0.1" } else { address };
+    let host = |text: &str| text.trim_start_matches('[').trim_end_matches(']').to_lowercase();
+    let called = url.parse::<Uri>().ok().filter(|uri| uri.scheme_str() == Some("http"));
+    match called.as_ref().and_then(Uri::authority) {
+        Some(called)
+            if host(called.host()) == host(address) && called.port_u16().unwrap_or(80) == port =>
+        {
+            Ok(url)
+        }
+        _ => Err(format!(
+            "Invalid check: HTTP {url:?} must call the instance itself, at its Address and Port: \
+             http://{}:{port}/…",
+            if address.contains(':') { format!("[{address}]") } else { address.to_string() }
+        )),
+    }
+}
+
+/// The start of `text`, at most `longest` bytes, cut between characters.
+fn cut(text: &str, longest: usize) -> &str {
+    let mut end = text.len().min(longest);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// A name or ID that will be a key, a line on the dashboard and part of a
@@ -734,7 +835,7 @@ async fn set_check(
     let output: String = note.into_inner().note.unwrap_or_default();
     // Consul keeps this much of a check's output (`check_output_max_size`):
     // it is for the dashboard, not a store.
-    let output = output.chars().take(LONGEST_OUTPUT).collect();
+    let output = cut(&output, LONGEST_OUTPUT).to_string();
     match registry.write(|state| state.report(&check_id, status, output)) {
         Reported::Done => HttpResponse::Ok().finish(),
         Reported::UnknownCheck => plain(
@@ -861,6 +962,10 @@ async fn healthz(
 // The dashboard: one HTML page, as Consul's and Eureka's registries serve.
 // ---------------------------------------------------------------------------
 
+/// The most of an instance's output a dashboard row shows, in bytes: its
+/// start says what is wrong, and `/v1/health/service/<name>` has the rest.
+const DASHBOARD_OUTPUT: usize = 1024;
+
 async fn dashboard(registry: web::Data<Registry>) -> HttpResponse {
     let escape = |text: &str| quick_xml::escape::escape(text).into_owned();
     let rows = registry.read(|state| {
@@ -873,13 +978,17 @@ async fn dashboard(registry: web::Data<Registry>) -> HttpResponse {
                 None => "never".to_string(),
             };
             let output: Vec<&str> = instance.checks.iter().map(|check| check.output.as_str()).collect();
+            let mut output = output.join("; ");
+            if output.len() > DASHBOARD_OUTPUT {
+                output = format!("{} …", cut(&output, DASHBOARD_OUTPUT));
+            }
             rows += &format!(
                 "<tr><td>{}</td><td>{}</td><td>{}:{}</td><td class=\"{status}\">{status}</td><td>{checked}</td><td>{}</td></tr>\n",
                 escape(&instance.name),
                 escape(&instance.id),
                 escape(&instance.address),
                 instance.port,
-                escape(&output.join("; ")),
+                escape(&output),
             );
         }
         if rows.is_empty() {
@@ -969,9 +1078,32 @@ mod tests {
         assert!(panicked.is_err());
 
         let entry = br#"{ "Name": "service2", "Check": { "TTL": "10s" } }"#;
-        registry.write(|state| state.register(parse_registration(entry).unwrap()));
+        assert!(registry.write(|state| state.register(parse_registration(entry).unwrap())).is_ok());
         assert_eq!(registry.read(|state| state.instances.len()), 1, "it still takes writes");
         registry.write(|state| state.sweep(Instant::now()));
+    }
+
+    #[test]
+    fn a_sweep_starts_no_more_http_checks_than_its_share() {
+        let registry = Registry::new(None);
+        for port in 1..=4 {
+            let checks: Vec<Value> = (0..8)
+                .map(
+                    |n| json!({ "HTTP": format!("http://127.0.0.1:{port}/{n}"), "Interval": "1s" }),
+                )
+                .collect();
+            let entry =
+                json!({ "Name": "s", "ID": format!("s-{port}"), "Port": port, "Checks": checks });
+            let registration = parse_registration(entry.to_string().as_bytes()).unwrap();
+            assert!(registry.write(|state| state.register(registration)).is_ok());
+        }
+        let now = Instant::now();
+        let first = registry.write(|state| state.sweep(now));
+        assert_eq!(first.len(), CHECKS_PER_SWEEP);
+        // The 25 are running; the 7 left go at the next sweep.
+        let second = registry.write(|state| state.sweep(now));
+        assert_eq!(second.len(), 32 - CHECKS_PER_SWEEP);
+        assert!(second.iter().all(|due| first.iter().all(|run| run.check_id != due.check_id)));
     }
 
     #[actix_web::test]
