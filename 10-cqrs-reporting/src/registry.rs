@@ -136,7 +136,7 @@ pub fn choose_acl_token(
 // The state: instances and their checks, and an index that counts changes.
 // ---------------------------------------------------------------------------
 
-struct Registry {
+pub struct Registry {
     state: Mutex<State>,
     /// What a write must carry as X-Consul-Token, if anything.
     acl_token: Option<String>,
@@ -264,6 +264,12 @@ impl Registry {
         look(&self.lock())
     }
 
+    /// How many instances of each service registered are in each status, as
+    /// Prometheus's `registry_instances` counts them.
+    pub fn instance_counts(&self) -> BTreeMap<(String, &'static str), u32> {
+        self.read(State::instance_counts)
+    }
+
     fn write<R>(&self, change: impl FnOnce(&mut State) -> R) -> R {
         let mut state = self.lock();
         let before = state.index;
@@ -280,10 +286,7 @@ impl State {
     /// status (`registry_instances`). A pair with none left is set to 0,
     /// not left at its last count.
     fn count_instances(&mut self) {
-        let mut counts: BTreeMap<(String, &'static str), u32> = BTreeMap::new();
-        for instance in self.instances.values() {
-            *counts.entry((instance.name.clone(), instance.status().as_str())).or_default() += 1;
-        }
+        let counts = self.instance_counts();
         for (service, status) in self.counted.iter().filter(|pair| !counts.contains_key(*pair)) {
             gauge!("registry_instances", "service_name" => service.clone(), "status" => *status)
                 .set(0);
@@ -293,6 +296,19 @@ impl State {
                 .set(*count);
         }
         self.counted = counts.into_keys().collect();
+    }
+
+    /// How many instances of each service registered are in each status
+    /// (all three, 0 included).
+    fn instance_counts(&self) -> BTreeMap<(String, &'static str), u32> {
+        let mut counts = BTreeMap::new();
+        for instance in self.instances.values() {
+            for status in [Status::Passing, Status::Warning, Status::Critical] {
+                let count = counts.entry((instance.name.clone(), status.as_str())).or_default();
+                *count += u32::from(instance.status() == status);
+            }
+        }
+        counts
     }
 
     fn bump(&mut self) {
