@@ -25,6 +25,9 @@ use tracing::info;
 
 use crate::Problem;
 
+mod names;
+pub use names::{Id, Name};
+
 /// Where the services keep their databases: in the workshop's `target/`,
 /// which no step's diff shows and which `cargo run` finds from any folder.
 #[derive(clap::Args, Debug, Clone)]
@@ -167,33 +170,6 @@ pub fn list<R: DeserializeOwned>(db: &Connection) -> Result<Vec<R>, Problem> {
             serde_json::from_str(&record.map_err(storage_problem)?).map_err(storage_problem)
         })
         .collect()
-}
-
-/// An id a client chooses: 1 to 64 letters, digits, `-` or `_` (safe in a
-/// URL's path), and not `events`, which is the feed's path.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String")]
-pub struct Id(String);
-
-impl TryFrom<String> for Id {
-    type Error = String;
-
-    fn try_from(id: String) -> Result<Id, String> {
-        let fits = (1..=64).contains(&id.len())
-            && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        match fits && id != "events" {
-            true => Ok(Id(id)),
-            false => Err(format!(
-                "an id is 1 to 64 letters, digits, - or _ (and not `events`, the feed's path); not {id:?}"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Id {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// A page of a feed: events after `after`, the last `seq` there is (how

@@ -39,8 +39,8 @@ use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
 use crate::accounts::AccountEvent;
-use crate::events::{self, Event, Id, Page, Store, StoreOptions, storage_problem};
-use crate::users::{Name, State, UserEvent};
+use crate::events::{self, Event, Id, Name, Page, Store, StoreOptions, storage_problem};
+use crate::users::{State, UserEvent};
 use crate::{Check, Discovery, Health, HealthOverride, Problem, RegistrationOptions};
 
 pub const NAME: &str = "reports";

@@ -15,7 +15,7 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::events::{self, Id, Store, StoreOptions};
+use crate::events::{self, Id, Name, Store, StoreOptions};
 use crate::{Check, Health, HealthOverride, Problem, RegistrationOptions};
 
 pub const NAME: &str = "users";
@@ -35,7 +35,8 @@ pub struct Options {
 }
 
 /// A user, as a client creates it, users keeps it and its events tell of
-/// it. Bad input is a serde error, and so a 400 that names the field.
+/// it. Bad input is a serde error, and so a 400 that names the field (what
+/// an id and a name may hold: `events/names.rs`).
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct User {
@@ -52,22 +53,6 @@ pub enum State {
     Active,
     Suspended,
     Closed,
-}
-
-/// A name: 1 to 100 characters, trimmed.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(try_from = "String")]
-pub struct Name(String);
-
-impl TryFrom<String> for Name {
-    type Error = &'static str;
-
-    fn try_from(name: String) -> Result<Name, Self::Error> {
-        match name.trim().chars().count() {
-            1..=100 => Ok(Name(name.trim().to_string())),
-            _ => Err("a user's name is 1 to 100 characters"),
-        }
-    }
 }
 
 /// The users feed: each event carries the user as it now is.

@@ -74,8 +74,20 @@ async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
         ("POST", &new_user, json, r#"{"id": "bo", "name": "Bo", "age": 3}"#, 400, "unknown field `age`"),
         ("POST", &new_user, None, r#"{"id": "bo", "name": "Bo"}"#, 400, "Content-Type: application/json"),
         ("POST", &new_user, json, r#"{"id": "b o", "name": "Bo"}"#, 400, "1 to 64 letters"),
-        ("POST", &new_user, json, r#"{"id": "events", "name": "Bo"}"#, 400, "not `events`"),
+        ("POST", &new_user, json, r#"{"id": "events", "name": "Bo"}"#, 400, "keep for themselves"),
+        ("POST", &new_user, json, r#"{"id": "healthz", "name": "Bo"}"#, 400, "keep for themselves"),
+        ("POST", &new_user, json, r#"{"id": "metrics", "name": "Bo"}"#, 400, "keep for themselves"),
+        ("POST", &new_account, json, r#"{"id": "healthz", "user_id": "ann"}"#, 400, "keep for themselves"),
         ("POST", &new_user, json, r#"{"id": "bo", "name": "  "}"#, 400, "1 to 100 characters"),
+        ("POST", &new_user, json, r#"{"id": "bo", "name": "B\u0000o"}"#, 400, "cannot hold U+0000, a control character"),
+        ("POST", &new_user, json, r#"{"id": "bo", "name": "Bo\u0007"}"#, 400, "cannot hold U+0007, a control character"),
+        ("POST", &new_user, json, r#"{"id": "bo", "name": "\u001b[31mBo"}"#, 400, "cannot hold U+001B, a control character"),
+        ("POST", &new_user, json, r#"{"id": "bo", "name": "Bo\u2028Bo"}"#, 400, "cannot hold U+2028, a line or paragraph separator"),
+        ("POST", &new_user, json, r#"{"id": "bo", "name": "Bo\u202enimda"}"#, 400, "cannot hold U+202E, a bidirectional override"),
+        ("POST", &new_user, json, r#"{"id": "bo", "name": "\ufeffBo"}"#, 400, "cannot hold U+FEFF, a byte order mark"),
+        ("POST", &new_user, json, r#"{"id": "bo", "name": "\u200b"}"#, 400, "a character one can see"),
+        ("POST", &new_user, json, r#"{"id": "bo", "name": "\u200b \u2060\u200d"}"#, 400, "a character one can see"),
+        ("PATCH", &user, json, r#"{"name": "Ann\u001b]52;c;aGk=\u0007"}"#, 400, "a control character"),
         ("POST", &new_user, json, r#"{"id": "bo", "name": "Bo", "state": "asleep"}"#, 400, "unknown variant `asleep`"),
         ("POST", &new_user, json, r#"{"id": "ann", "name": "Another Ann"}"#, 409, "exists already"),
         ("PATCH", &format!("{users}/nobody"), json, r#"{"name": "X"}"#, 404, "no user has the id nobody"),
@@ -112,6 +124,17 @@ async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
     assert_eq!(get(&user).await.1, json!({ "id": "ann", "name": "Ann", "state": "active" }));
     assert_eq!(get(&format!("{users}/bo")).await.0, 404);
     assert_eq!(get(&account).await.1["balance"], 0);
+}
+
+#[actix_web::test]
+async fn names_in_any_script_are_kept_as_they_were_sent() {
+    let services = Services::start("names").await;
+    let names = ["José Ñúñez", "Zoë", "李小龙", "สมชาย ใจดี", "محمد", "Ann 👩‍💻", "🏳️‍🌈 Bo"];
+    for (n, name) in names.iter().enumerate() {
+        services.create_user(&format!("u{n}"), name).await;
+        let (_, user) = get(&format!("{}/u{n}", services.users)).await;
+        assert_eq!(user["name"], *name);
+    }
 }
 
 #[actix_web::test]
