@@ -1,12 +1,15 @@
 //! The checks of this step's exercises (README, "Exercises"). Each waits,
-//! ignored, until you run it by name once you have done the exercise:
+//! ignored, until you run it once you have done the exercise:
 //!
 //! ```sh
+//! cargo workshop check 1 1
 //! cargo test -p step01-starter --test exercises -- --ignored exercise_1
 //! ```
 //!
-//! It fails with a hint at what is still missing, and passes once the
-//! exercise is done. It checks what a client sees, not how you wrote it.
+//! It fails with what a client still sees wrong, and passes once the exercise
+//! is done. More help, one level at a time: `cargo workshop hint 1 1` (from
+//! solutions/01-starter/hints.md). It checks what a client sees, not how you
+//! wrote it.
 
 use std::net::TcpListener;
 use std::process::Stdio;
@@ -28,9 +31,8 @@ async fn exercise_1_a_third_service() {
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(
         help.contains("service3"),
-        "`cargo run -p step01-starter -- --help` lists no service3. Hint: service3 is a variant \
-         of `Service` in src/main.rs (its doc comment is the line --help shows), with its \
-         options in a new src/service3.rs and `pub mod service3;` in src/lib.rs."
+        "`cargo run -p step01-starter -- --help` lists no service3: the launcher knows of no \
+         third service yet, so nobody can start one"
     );
     let (mut service3, url) = run_alone("service3", &[]).await;
     let answer = get_json(&url).await;
@@ -53,9 +55,8 @@ async fn exercise_2_a_name_from_an_option() {
     assert_eq!(
         answer,
         json!({ "name": "blue" }),
-        "with SERVICE2_NAME=blue, service2 answered {answer}. Hint: service2's `Options` read \
-         `port` from SERVICE2_PORT; a `name` can come from SERVICE2_NAME the same way, and \
-         `server` must then hand it to `hello`."
+        "with SERVICE2_NAME=blue in its environment, service2 answered {answer}: it should \
+         answer {{\"name\":\"blue\"}}, the name it was given"
     );
     let (mut plain, url) = run_alone("service2", &[]).await;
     let answer = get_json(&url).await;

@@ -1,12 +1,15 @@
 //! The checks of this step's exercises (README, "Exercises"). Each waits,
-//! ignored, until you run it by name once you have done the exercise:
+//! ignored, until you run it once you have done the exercise:
 //!
 //! ```sh
+//! cargo workshop check 2 1
 //! cargo test -p step02-connect --test exercises -- --ignored exercise_1
 //! ```
 //!
-//! It fails with a hint at what is still missing, and passes once the
-//! exercise is done. It checks what a client sees, not how you wrote it.
+//! It fails with what a client still sees wrong, and passes once the exercise
+//! is done. More help, one level at a time: `cargo workshop hint 2 1` (from
+//! solutions/02-connect/hints.md). It checks what a client sees, not how you
+//! wrote it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,10 +33,8 @@ async fn exercise_1_service1_wraps_service2s_answer() {
     assert_eq!(
         answer,
         json!({ "name": "service 1", "service2": { "name": "service 2" } }),
-        "service1 answered {answer}, service2's answer as it is. Hint: `hello` in \
-         src/service1.rs answers with what `get_json` returned; answer with a JSON object of \
-         your own instead (`json!`, as service2 builds its answer), with service2's answer \
-         inside it. Then run the step's tests: which of them still expect the old answer?"
+        "service1 answered {answer}, service2's answer as it is: it should answer in its own \
+         name, {{\"name\": \"service 1\"}}, with service2's answer under \"service2\""
     );
 }
 
@@ -47,11 +48,8 @@ async fn exercise_2_one_retry_within_the_deadline() {
     assert_eq!(
         (status, &answer),
         (StatusCode::OK, &json!({ "name": "service 2" })),
-        "service2 answered its first call 503 and would have answered a second one; service1 \
-         gave up after the first ({status}: {answer}). Hint: in `Upstream::get_json` \
-         (src/upstream.rs), call once more when the first call failed in a way that may pass \
-         (a broken connection, or 502, 503 or 504): not after a timeout, nor after an answer \
-         that would only be the same again."
+        "service2 answered its first call 503 and would have answered a second one, but \
+         service1 gave up after the first: its client got {status}: {answer}"
     );
     assert_eq!(service2.calls(), 2, "service2 should have been called twice");
 
@@ -88,11 +86,9 @@ async fn exercise_2_one_retry_within_the_deadline() {
     let took = started.elapsed();
     assert!(
         took < timeout + Duration::from_millis(500),
-        "with a timeout of 2s, service1 answered after {took:?} ({status}: {answer}): the retry \
-         had a deadline of its own. Hint: note when the first call started; the second may \
-         only take what is left of `timeout` (`Upstream::call` sets the deadline of a call, \
-         `request.timeout(..)`). The caller of service1 waits no longer with a retry than \
-         without."
+        "with a timeout of 2s, service1 answered after {took:?} ({status}: {answer}): its \
+         client waited longer because of the retry. The caller of service1 should wait no \
+         longer with a retry than without."
     );
 }
 

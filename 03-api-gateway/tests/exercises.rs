@@ -1,12 +1,15 @@
 //! The checks of this step's exercises (README, "Exercises"). Each waits,
-//! ignored, until you run it by name once you have done the exercise:
+//! ignored, until you run it once you have done the exercise:
 //!
 //! ```sh
+//! cargo workshop check 3 1
 //! cargo test -p step03-api-gateway --test exercises -- --ignored exercise_1
 //! ```
 //!
-//! It fails with a hint at what is still missing, and passes once the
-//! exercise is done. It checks what a client sees, not how you wrote it.
+//! It fails with what a client still sees wrong, and passes once the exercise
+//! is done. More help, one level at a time: `cargo workshop hint 3 1` (from
+//! solutions/03-api-gateway/hints.md). It checks what a client sees, not how
+//! you wrote it.
 
 use std::time::{Duration, Instant};
 
@@ -31,9 +34,8 @@ async fn exercise_1_whoami() {
     assert_eq!(
         status,
         StatusCode::OK,
-        "GET /whoami with the key answered {status}: {body}. Hint: the gateway's own routes are \
-         set up in `server` (src/gateway.rs), next to `/`; everything else goes to `proxy`, \
-         which took \"whoami\" for the name of a service."
+        "GET /whoami with the key answered {status}: {body}. It should answer 200, from the \
+         gateway itself: no service is called whoami."
     );
     let answer: Value = serde_json::from_str(&body).unwrap_or_default();
     assert_eq!(
@@ -92,9 +94,8 @@ async fn exercise_2_the_413_says_which_check_caught_the_body() {
 
     assert_ne!(
         declared, streamed,
-        "both 413s say the same: a client cannot tell which check caught its body. Hint: the two \
-         checks are `checked_body` (src/gateway.rs), before any call, and `ForwardedBody` \
-         (src/upstream.rs), while the body streams; both end in `CallError::BodyTooLarge`."
+        "both 413s say the same, \"{declared}\": a client cannot tell whether its body was \
+         refused for the Content-Length it declared or cut off while it came in chunks"
     );
     assert!(
         declared.to_lowercase().contains("content-length"),
@@ -114,9 +115,8 @@ async fn exercise_3_a_rate_limit_per_client() {
     hints_only();
     let gateway = start_gateway(&["--rate-limit", "5"]).unwrap_or_else(|error| {
         panic!(
-            "the gateway has no --rate-limit option ({error}). Hint: add `rate_limit` to \
-             gateway's `Options` (src/gateway.rs), read from GATEWAY_RATE_LIMIT too, and no \
-             limit when it is not set"
+            "the gateway has no --rate-limit option ({error}): it should take one (and \
+             GATEWAY_RATE_LIMIT), with no limit when it is not set"
         )
     });
     let url = format!("{gateway}/");
@@ -133,9 +133,7 @@ async fn exercise_3_a_rate_limit_per_client() {
     let Some(mut limited) = limited else {
         panic!(
             "with --rate-limit 5, 20 requests in a row all passed ({statuses:?}): the sixth in \
-             the same second should get 429 Too Many Requests. Hint: a middleware, like \
-             `require_api_key`, that counts each client's requests (by its address, \
-             `peer_addr`) per second, shared by every worker (as `Gateway` is)"
+             the same second should get 429 Too Many Requests"
         )
     };
     assert!(

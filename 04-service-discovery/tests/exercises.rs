@@ -1,12 +1,15 @@
 //! The checks of this step's exercises (README, "Exercises"). Each waits,
-//! ignored, until you run it by name once you have done the exercise:
+//! ignored, until you run it once you have done the exercise:
 //!
 //! ```sh
+//! cargo workshop check 4 1
 //! cargo test -p step04-service-discovery --test exercises -- --ignored exercise_1
 //! ```
 //!
-//! It fails with a hint at what is still missing, and passes once the
-//! exercise is done. It checks what a client sees, not how you wrote it.
+//! It fails with what a client still sees wrong, and passes once the exercise
+//! is done. More help, one level at a time: `cargo workshop hint 4 1` (from
+//! solutions/04-service-discovery/hints.md). It checks what a client sees, not
+//! how you wrote it.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -35,10 +38,8 @@ async fn exercise_1_an_advertised_address() {
     let address = registered_service2(&registry_url).await["Service"]["Address"].clone();
     assert_eq!(
         address, "service2.internal",
-        "with ADVERTISE_ADDRESS=service2.internal, service2 registered the address {address}. \
-         Hint: give `RegistrationOptions` (src/discovery.rs) an `advertise_address: \
-         Option<String>`, `#[arg(long, env = \"ADVERTISE_ADDRESS\")]`, and let \
-         `Registration::new` register it instead of the listening address when it is set."
+        "with ADVERTISE_ADDRESS=service2.internal, service2 registered the address {address}: \
+         the registry should hand out service2.internal, the address the others are to call"
     );
 
     let registry_url = start(registry::server);
@@ -74,10 +75,7 @@ async fn exercise_2_the_next_instance_when_one_refuses() {
             (StatusCode::OK, &json!({ "name": "live" })),
             "call {call} of 6 to service1 got {status} {body}, though one of the two instances \
              of service2 registered is alive; the other refuses connections, as a killed one \
-             does until its TTL runs out. Hint: a refused connection never reached the \
-             instance, so the request is safe to send to the next one: in service1's `hello`, \
-             on `CallError::Refused` (see src/upstream.rs), ask `discovery.find` again and try \
-             the instance it gives, a few times at most."
+             does until its TTL runs out. A refused connection never reached the instance."
         );
     }
 

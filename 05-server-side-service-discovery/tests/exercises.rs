@@ -1,12 +1,15 @@
 //! The checks of this step's exercises (README, "Exercises"). Each waits,
-//! ignored, until you run it by name once you have done the exercise:
+//! ignored, until you run it once you have done the exercise:
 //!
 //! ```sh
+//! cargo workshop check 5 1
 //! cargo test -p step05-server-side-service-discovery --test exercises -- --ignored exercise_1
 //! ```
 //!
-//! It fails with a hint at what is still missing, and passes once the
-//! exercise is done. It checks what a client sees, not how you wrote it.
+//! It fails with what a client still sees wrong, and passes once the exercise
+//! is done. More help, one level at a time: `cargo workshop hint 5 1` (from
+//! solutions/05-server-side-service-discovery/hints.md). It checks what a
+//! client sees, not how you wrote it.
 
 use std::net::TcpListener;
 use std::process::Stdio;
@@ -36,9 +39,8 @@ async fn exercise_1_a_third_service_through_the_gateway() {
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(
         help.contains("service3"),
-        "`cargo run -p step05-server-side-service-discovery -- --help` lists no service3. Hint: \
-         service3 is a variant of `Service` in src/main.rs, with its options in a new \
-         src/service3.rs (service2's, renamed) and `pub mod service3;` in src/lib.rs."
+        "`cargo run -p step05-server-side-service-discovery -- --help` lists no service3: the \
+         launcher knows of no third service yet, so nobody can start one"
     );
     let registry_url = start(registry::server);
     let (_gateway, gateway_url) = run_gateway(&registry_url).await;
@@ -63,10 +65,8 @@ async fn exercise_1_a_third_service_through_the_gateway() {
         (status, &answer),
         (StatusCode::OK, &json!({ "name": "service 3" })),
         "the gateway answered {status} {answer} at /api/service3/ within {FOUND_WITHIN:?} of \
-         service3's start. Hint: it should answer {{\"name\":\"service 3\"}}; a 404 means \
-         service3 never registered: give its `Options` the registration options, \
-         `#[command(flatten)] registration: RegistrationOptions` as service2 has them, and hand \
-         them to `run` in src/main.rs, as service2's arm of the `match` does."
+         service3's start: it should answer {{\"name\":\"service 3\"}}. A 404 means that the \
+         registry never heard of service3."
     );
 
     let (status, aggregate) = get(request("GET", &gateway_url)).await;
@@ -116,8 +116,7 @@ async fn exercise_2_root_remembers_the_services_while_the_registry_is_down() {
         assert!(
             started.elapsed() < FOUND_WITHIN,
             "{FOUND_WITHIN:?} after service4 registered, / still answers {status} {aggregate}, \
-             without it. Hint: while the registry answers, / should list what it lists now; \
-             what it listed before is only for when it cannot be asked."
+             without it: while the registry answers, / should list what it lists now"
         );
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
@@ -135,10 +134,7 @@ async fn exercise_2_root_remembers_the_services_while_the_registry_is_down() {
     assert!(
         status == StatusCode::OK && services.contains(&service2_answer),
         "with the registry stopped, /api/service2/ still answers, but / answered {status} \
-         {aggregate}. Hint: / asks the registry's catalog for the services on every call \
-         (`Discovery::services` in src/discovery.rs) and keeps nothing; keep the names it \
-         listed last, and answer with them when the registry cannot be asked, as `find` does \
-         with the instances it found."
+         {aggregate}: it should still show service2's answer, as it did a moment before"
     );
 }
 

@@ -1,13 +1,15 @@
 //! The checks of this step's exercises (README, "Exercises"). Each waits,
-//! ignored, until you run it by name once you have done the exercise:
+//! ignored, until you run it once you have done the exercise:
 //!
 //! ```sh
+//! cargo workshop check 6 1
 //! cargo test -p step06-health-check-api --test exercises -- --ignored exercise_1
 //! ```
 //!
-//! It fails with a hint at what is still missing, and passes once the
-//! exercise is done. It checks what a client (and the registry) sees, not
-//! how you wrote it.
+//! It fails with what a client still sees wrong, and passes once the exercise
+//! is done. More help, one level at a time: `cargo workshop hint 6 1` (from
+//! solutions/06-health-check-api/hints.md). It checks what a client (and the
+//! registry) sees, not how you wrote it.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -52,10 +54,8 @@ async fn exercise_1_a_maintenance_file_takes_service2_out_of_rotation() {
         status,
         StatusCode::SERVICE_UNAVAILABLE,
         "with a file named maintenance in the folder service2 runs in, its /healthz answered \
-         {status} {health}. Hint: service2's `healthz` (src/service2.rs) runs no `Check` yet; \
-         give it one that fails while `Path::new(\"maintenance\").exists()`. Which `Health` \
-         should a failing one give? warn (429) keeps an instance in rotation, fail (503) takes \
-         it out."
+         {status} {health}: it should answer 503, so that the registry takes it out of \
+         rotation"
     );
     let failing = health["checks"].as_object().into_iter().flatten().find(|(name, checks)| {
         *name != "override" && checks[0]["status"] == "fail" && checks[0]["output"] != ""
@@ -114,8 +114,8 @@ async fn exercise_2_livez_says_alive_whatever_the_dependencies() {
         passed_on.status(),
         StatusCode::NOT_FOUND,
         "the gateway passed GET /api/service2/livez on to service2, which answered {}. A probe's \
-         endpoint is for the platform, not for the gateway's clients. Hint: the gateway refuses \
-         /healthz already; see `INTERNAL_PATHS` in src/gateway.rs.",
+         endpoint is for the platform, not for the gateway's clients: it should be a 404, as \
+         /api/service2/healthz is.",
         String::from_utf8_lossy(&body)
     );
 }
@@ -132,8 +132,7 @@ async fn assert_live(url: &str, who: &str) {
         status == StatusCode::OK && health["status"] == "pass",
         "GET /livez on {who} answered {status} {}: it should answer 200 \
          {{\"status\":\"pass\"}} for as long as the process can answer at all, whatever its \
-         dependencies or the override say. Hint: every service is built by `serve` in \
-         src/lib.rs, which already gives each one `/healthz/override`.",
+         dependencies or the override say.",
         String::from_utf8_lossy(&body)
     );
     assert_eq!(

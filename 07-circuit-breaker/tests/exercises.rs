@@ -1,13 +1,15 @@
 //! The checks of this step's exercises (README, "Exercises"). Each waits,
-//! ignored, until you run it by name once you have done the exercise:
+//! ignored, until you run it once you have done the exercise:
 //!
 //! ```sh
+//! cargo workshop check 7 1
 //! cargo test -p step07-circuit-breaker --test exercises -- --ignored exercise_1
 //! ```
 //!
-//! It fails with a hint at what is still missing, and passes once the
-//! exercise is done. It checks what a client (and the gateway's log) shows,
-//! not how you wrote it.
+//! It fails with what a client still sees wrong, and passes once the exercise
+//! is done. More help, one level at a time: `cargo workshop hint 7 1` (from
+//! solutions/07-circuit-breaker/hints.md). It checks what a client (and the
+//! gateway's log) shows, not how you wrote it.
 
 use std::net::TcpListener;
 use std::process::Stdio;
@@ -55,9 +57,7 @@ async fn exercise_1_a_get_falls_back_to_the_last_answer() {
         fallback.status,
         StatusCode::OK,
         "with service2's circuit open, GET /api/service2/ answered {} {}: it should answer \
-         service2's last answer, as `/` does. Hint: in `proxy` (src/gateway.rs), `find_instance` \
-         fails at once while every circuit is open; `LastAnswers` keeps what `/` got from each \
-         service's root.",
+         200 with service2's last answer, as `/` does for service2's part.",
         fallback.status,
         fallback.body
     );
@@ -126,11 +126,9 @@ async fn exercise_2_a_success_rate_over_a_window() {
         }
         assert!(
             started.elapsed() < 10 * window,
-            "service2 failed every other one of {calls} calls over {:.1?}, and its circuit never \
-             opened. Failures in a row cannot see that; a success rate can. Hint: with \
-             BREAKER_WINDOW=1s, `Breaker::new` (src/breaker.rs) should build failsafe's \
-             `success_rate_over_time_window` (80% over the window, 5 calls at least) instead \
-             of `consecutive_failures`.",
+            "with BREAKER_WINDOW=1s, service2 failed every other one of {calls} calls over \
+             {:.1?}, and its circuit never opened. Failures in a row cannot see that; a success \
+             rate over the window can.",
             started.elapsed()
         );
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
@@ -148,8 +146,7 @@ async fn exercise_2_a_success_rate_over_a_window() {
     assert!(
         !opened.contains("in a row") && opened.contains("80%"),
         "the circuit opened, and the gateway logged: {opened}\nIt should say what opened it (fewer \
-         than 80% of calls succeeding over the window), not a number of failures in a row. \
-         Hint: `Changes::on_open` in src/breaker.rs writes that line."
+         than 80% of calls succeeding over the window), not a number of failures in a row."
     );
 }
 

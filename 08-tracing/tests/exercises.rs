@@ -1,14 +1,16 @@
 //! The checks of this step's exercises (README, "Exercises"). Each waits,
-//! ignored, until you run it by name once you have done the exercise:
+//! ignored, until you run it once you have done the exercise:
 //!
 //! ```sh
+//! cargo workshop check 8 1
 //! cargo test -p step08-tracing --test exercises -- --ignored exercise_1
 //! ```
 //!
-//! It fails with a hint at what is still missing, and passes once the
-//! exercise is done. It runs the step's real binary and plays Jaeger: it
-//! checks the spans the services send, and the answers' `X-Trace-Id`, not
-//! how you wrote the code.
+//! It fails with what a client still sees wrong, and passes once the exercise
+//! is done. More help, one level at a time: `cargo workshop hint 8 1` (from
+//! solutions/08-tracing/hints.md). It runs the step's real binary and plays
+//! Jaeger: it checks the spans the services send, and the answers'
+//! `X-Trace-Id`, not how you wrote the code.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -33,10 +35,8 @@ async fn exercise_1_slow_on_purpose() {
     let slow = server_span(&collector, &slow, "service2").await;
     assert!(
         millis(&slow) >= 300,
-        "service2's span for GET /?slow=true lasted {} ms: it should last 300 ms or more. Hint: \
-         `hello` in src/service2.rs reads `fail` from the query; read `slow` the same way, and \
-         when it is \"true\" wait before answering with actix_web::rt::time::sleep (which lets \
-         the worker serve other requests meanwhile; std::thread::sleep would block them).",
+        "service2's span for GET /?slow=true lasted {} ms: it should last 300 ms or more, as \
+         a request that is slow on purpose does",
         millis(&slow)
     );
 
@@ -67,9 +67,7 @@ async fn exercise_2_keep_one_trace_in_ten() {
     assert!(
         (2..=50).contains(&kept),
         "{kept} of 200 requests to service2 were traced (their answers had X-Trace-Id): about \
-         one in ten should be. Hint: in `SkipBookkeeping::should_sample` (src/telemetry.rs), \
-         when the path is not bookkeeping, return what `Sampler::TraceIdRatioBased(0.1)` \
-         decides: call its `should_sample` with the arguments you were given (name them first)."
+         one in ten should be"
     );
 
     // The caller decided: its decision holds, whatever the ratio would say
@@ -82,8 +80,8 @@ async fn exercise_2_keep_one_trace_in_ten() {
         answer.as_deref(),
         Some("4bf92f3577b34da6ffffffffffffffff"),
         "a request whose traceparent says \"sampled\" (-01) was not traced: the caller has kept \
-         its trace, so service2 must keep its part. Hint: the ratio decides only for a trace's \
-         first span; leave the `Sampler::ParentBased` around `SkipBookkeeping` as it is."
+         its trace, so service2 must keep its part. The ratio decides only for a trace's first \
+         span."
     );
     let not_sampled = "00-4bf92f3577b34da60000000000000000-00f067aa0ba902b7-00";
     let answer = traced_answer(
@@ -93,8 +91,7 @@ async fn exercise_2_keep_one_trace_in_ten() {
     assert_eq!(
         answer, None,
         "a request whose traceparent says \"not sampled\" (-00) was traced: the caller dropped \
-         its trace, so service2 must drop its part. Hint: leave the `Sampler::ParentBased` \
-         around `SkipBookkeeping` as it is."
+         its trace, so service2 must drop its part"
     );
 
     // Bookkeeping is still never traced.
@@ -102,8 +99,8 @@ async fn exercise_2_keep_one_trace_in_ten() {
         let answer = traced_answer(request("GET", &format!("{url}/healthz"))).await;
         assert_eq!(
             answer, None,
-            "a health check was traced: they should all still be dropped. Hint: keep the test \
-             for `ROUTINE` paths first, and let the ratio decide only for the others."
+            "a health check (GET /healthz) was traced: health checks should all still be \
+             dropped, whatever the ratio"
         );
     }
 }
@@ -129,9 +126,8 @@ async fn exercise_3_a_span_for_the_xml() {
     else {
         panic!(
             "the gateway's trace of GET / with Accept: application/xml has no span named \
-             to_xml; its spans: {names:?}. Hint: `#[tracing::instrument(skip_all)]` on `fn \
-             to_xml` in src/gateway.rs opens a span, named after the function, each time it is \
-             called (skip_all: it records none of the arguments, which are not Debug)."
+             to_xml; its spans: {names:?}. The conversion to XML should show in the trace as a \
+             span of its own."
         )
     };
     assert_eq!(
@@ -143,8 +139,7 @@ async fn exercise_3_a_span_for_the_xml() {
         to_xml.attributes.get("services").map(String::as_str),
         Some("2"),
         "to_xml's span should say how many services' parts it converted, as its attribute \
-         `services` (2: service1 and service2); its attributes: {:?}. Hint: \
-         `fields(services = parts.len())` in the `instrument` attribute.",
+         `services` (2: service1 and service2); its attributes: {:?}",
         to_xml.attributes
     );
 }

@@ -1,15 +1,17 @@
 //! The checks of this step's exercises (README, "Exercises"). Each waits,
-//! ignored, until you run it by name once you have done the exercise:
+//! ignored, until you run it once you have done the exercise:
 //!
 //! ```sh
+//! cargo workshop check 10 1
 //! cargo test -p step10-cqrs-reporting --test exercises -- --ignored exercise_1
 //! ```
 //!
-//! It fails with a hint at what is still missing, and passes once the
-//! exercise is done. It checks what a client sees (answers, the events of
-//! the feeds, the reports), not how you wrote it. Each runs users, accounts
-//! and reports as `cargo run` does, on free ports, with a data folder of
-//! its own.
+//! It fails with what a client still sees wrong, and passes once the exercise
+//! is done. More help, one level at a time: `cargo workshop hint 10 1` (from
+//! solutions/10-cqrs-reporting/hints.md). It checks what a client sees
+//! (answers, the events of the feeds, the reports), not how you wrote it. Each
+//! runs users, accounts and reports as `cargo run` does, on free ports, with a
+//! data folder of its own.
 
 use serde_json::{Value, json};
 
@@ -37,16 +39,13 @@ async fn exercise_1_a_transfer_moves_money_between_two_accounts() {
     assert!(
         (200..300).contains(&status),
         "POST /ann-main/transfers {{\"to\": \"bo-main\", \"amount\": 30}} on accounts answered \
-         {status}: {answer}. Hint: both balances are in accounts' database, so the command is \
-         accounts': a resource \"/{{id}}/transfers\" in accounts::server, with a handler that \
-         reads both accounts and saves both in one `store.write`."
+         {status}: {answer}. It should be done: a 2xx, with both balances changed."
     );
     let held = balances(accounts, &["ann-main", "bo-main"]).await;
     assert!(
         held == [json!(70), json!(30)],
         "after a transfer of 30 from ann-main (100) to bo-main (0), they hold {held:?} on \
-         accounts: they should hold [70, 30]. Hint: save both accounts, each with its new \
-         balance, before the `store.write` closure returns Ok."
+         accounts: they should hold [70, 30]"
     );
     let caught_up = poll_until(&format!("{reports}/"), |_, list| {
         [("ann", 70), ("bo", 30)].iter().all(|(user, balance)| {
@@ -58,10 +57,8 @@ async fn exercise_1_a_transfer_moves_money_between_two_accounts() {
     .await;
     assert!(
         caught_up.is_ok(),
-        "the reports never showed ann with 70 and bo with 30: they {}. Hint: a change the \
-         reports do not hear of is not in them: the transfer writes, in the same transaction, \
-         an event for each account that changed (`events::save` does both), of a kind that \
-         reports' `impl Feed for AccountEvent` applies.",
+        "the reports never showed ann with 70 and bo with 30: they {}. The accounts feed \
+         should tell them of both new balances.",
         caught_up.unwrap_err()
     );
 
@@ -85,9 +82,7 @@ async fn exercise_1_a_transfer_moves_money_between_two_accounts() {
             "a transfer {what} (POST /{from}/transfers {transfer}) answered {status}: {answer}; \
              then ann-main and bo-main held {held:?} and the accounts feed had {events} new \
              events. It should be refused with a 4xx problem (400 bad input, 404 no such \
-             account, 409 too little money) and change nothing: [70, 30], no event. Hint: check \
-             in the `store.write` closure, and return Err before anything is saved: the \
-             transaction then rolls back."
+             account, 409 too little money) and change nothing: [70, 30], no event."
         );
     }
 }
@@ -126,8 +121,8 @@ async fn exercise_2_reports_of_the_users_in_a_state() {
     .await;
     assert!(
         all.is_ok(),
-        "GET / on reports never listed the five users in their states: it {}. Hint: this is \
-         before any `?state=`: did the change stop the reports from following the feeds?",
+        "GET / on reports never listed the five users in their states: it {}. This is before \
+         any `?state=`: the reports should still follow the feeds.",
         all.unwrap_err()
     );
 
@@ -137,9 +132,7 @@ async fn exercise_2_reports_of_the_users_in_a_state() {
         assert!(
             status == 200 && listed == expected,
             "GET /?state={state} on reports answered {status} with the reports of {listed:?}: \
-             it should list those of {expected:?} only. Hint: reports' `list` can take a \
-             `web::Query` of a struct with a `state: Option<State>` (users::State: serde reads \
-             \"{state}\" into it), and ask the database for the reports in that state only."
+             it should list those of {expected:?} only"
         );
     }
     let (status, list) = get(&format!("{reports}/")).await;
@@ -158,8 +151,7 @@ async fn exercise_2_reports_of_the_users_in_a_state() {
         (status, problem["status"].clone()),
         (400, json!(400)),
         "GET /?state=asleep on reports answered {status} with {said}. It should be a 400 problem \
-         (application/problem+json): there is no such state. Hint: users registers \
-         `crate::query_config()`, which makes a bad query string a problem; reports does not yet."
+         (application/problem+json): there is no such state."
     );
 }
 
@@ -189,16 +181,13 @@ async fn exercise_3_a_closed_account_leaves_the_report() {
     assert!(
         (200..300).contains(&status),
         "DELETE /ann-old (an account that holds 0) on accounts answered {status}: {answer}. An \
-         empty account can be closed: 200 or 204. Hint: a 405 means that accounts serves no \
-         DELETE on /{{id}} yet: `.delete(close)` on that resource in accounts::server (and \
-         DELETE among the methods its 405 lists)."
+         empty account can be closed: 200 or 204."
     );
     let (status, _) = get(&format!("{accounts}/ann-old")).await;
     assert_eq!(
         status, 404,
         "after DELETE /ann-old, GET /ann-old on accounts answered {status}: a closed account is \
-         gone, 404. Hint: the record is deleted in the same transaction as its event is written \
-         (see `events::save`, which puts the record and appends the event)."
+         gone, 404."
     );
     let (_, page) =
         get(&format!("{accounts}/events?after={}", services.last_seq(accounts).await - 1)).await;
@@ -206,9 +195,8 @@ async fn exercise_3_a_closed_account_leaves_the_report() {
     assert!(
         last["type"] == "account_closed" && last["id"] == "ann-old",
         "the last event of the accounts feed is {last}: it should tell that ann-old was closed, \
-         {{\"type\": \"account_closed\", \"id\": \"ann-old\", …}}. Hint: a variant \
-         `AccountClosed(Account)` of `AccountEvent`, written in the transaction that deletes \
-         the account."
+         {{\"type\": \"account_closed\", \"id\": \"ann-old\", …}}, so that whoever follows \
+         the feed hears of it"
     );
     let closed = poll_until(&report, |status, report| {
         status == 200
@@ -218,9 +206,8 @@ async fn exercise_3_a_closed_account_leaves_the_report() {
     .await;
     assert!(
         closed.is_ok(),
-        "the report of ann never dropped ann-old: it {}. Hint: reports' `impl Feed for \
-         AccountEvent` applies the new event too: it takes the closed account out of \
-         `report.accounts` and sums the balance again.",
+        "the report of ann never dropped ann-old: it {}. The report should follow the \
+         accounts feed, the closing of an account included.",
         closed.unwrap_err()
     );
 
@@ -233,8 +220,7 @@ async fn exercise_3_a_closed_account_leaves_the_report() {
         status == 409 && account["balance"] == 100 && events == 0,
         "DELETE /ann-main (an account that holds 100) answered {status}: {answer}; then \
          ann-main was {account} and the feed had {events} new events. It should be refused, \
-         409 Conflict (the money must go somewhere first), and change nothing. Hint: look at \
-         the balance in the `store.write` closure and return Err before the deletion."
+         409 Conflict (the money must go somewhere first), and change nothing."
     );
     let (status, _) = call("DELETE", &format!("{accounts}/ann-old"), Value::Null).await;
     assert_eq!(status, 404, "DELETE /ann-old a second time answered {status}: it is gone, 404");

@@ -209,6 +209,13 @@ fn every_step_has_checked_exercises_with_solutions() {
             "solutions/{step}/README.md is missing: it explains each solution to an instructor"
         );
         for number in numbers {
+            let short =
+                format!("cargo workshop check {} {number}", step[..2].trim_start_matches('0'));
+            assert!(
+                exercises.contains(&short),
+                "{step}/README.md's Exercises should give the check of exercise {number} as the \
+                 companion runs it, first: `{short}`"
+            );
             let command =
                 format!("cargo test -p step{step} --test exercises -- --ignored exercise_{number}");
             assert!(
@@ -238,5 +245,73 @@ fn no_exercise_code_is_in_a_step_s_src() {
                 );
             }
         }
+    }
+}
+
+/// The names of a step's exercise checks, `exercise_<N>_<what>`.
+fn exercise_checks(step: &str) -> Vec<String> {
+    let checks = read(&workspace_root().join(step).join("tests/exercises.rs"));
+    checks
+        .split("fn exercise_")
+        .skip(1)
+        .map(|rest| rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next().unwrap())
+        .map(|name| format!("exercise_{name}"))
+        .collect()
+}
+
+/// `cargo workshop hint` reads the hints after a check's own message from
+/// solutions/<step>/hints.md: a `## <check>` section per exercise, with a
+/// `### ` heading per hint (where to look, then the approach).
+#[test]
+fn every_exercise_check_has_its_hints_and_every_hint_its_check() {
+    for step in step_folders() {
+        let path = workspace_root().join("solutions").join(&step).join("hints.md");
+        assert!(
+            path.is_file(),
+            "solutions/{step}/hints.md is missing: `cargo workshop hint` reads each exercise's \
+             hints after its check's own message there (CONTRIBUTING.md, Exercises)"
+        );
+        let hints = read(&path);
+        let sections: Vec<(&str, usize)> = hints
+            .split("\n## ")
+            .skip(1)
+            .map(|section| {
+                let check = section.lines().next().unwrap_or_default().trim();
+                (check, section.matches("\n### ").count())
+            })
+            .collect();
+        let checks = exercise_checks(&step);
+        for check in &checks {
+            let found = sections.iter().find(|(name, _)| name == check);
+            let Some((_, levels)) = found else {
+                panic!("solutions/{step}/hints.md has no section `## {check}` for its check")
+            };
+            assert!(
+                *levels >= 2,
+                "solutions/{step}/hints.md: `## {check}` has {levels} hints (`### ` headings): \
+                 it needs two, where to look and then the approach"
+            );
+        }
+        for (name, _) in &sections {
+            assert!(
+                checks.iter().any(|check| check == name),
+                "solutions/{step}/hints.md has hints for `{name}`, which is no check of \
+                 {step}/tests/exercises.rs (renamed? its checks: {checks:?})"
+            );
+        }
+    }
+}
+
+/// A check's message is the first hint: what a client still sees wrong.
+/// Where in the code to look is the second, in hints.md, read on request.
+#[test]
+fn a_check_s_message_does_not_give_the_code_away() {
+    for step in step_folders() {
+        let checks = read(&workspace_root().join(&step).join("tests/exercises.rs"));
+        assert!(
+            !checks.contains("Hint:"),
+            "{step}/tests/exercises.rs: a check's message says what a client still sees wrong; \
+             where to look and how go to solutions/{step}/hints.md, for `cargo workshop hint`"
+        );
     }
 }
