@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -41,7 +41,7 @@ pub struct Options {
     pub registration: RegistrationOptions,
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Account {
     pub id: Id,
@@ -52,7 +52,7 @@ pub struct Account {
 
 /// In the smallest unit of the currency (cents, satang), from 0 to a
 /// trillion: far below what would overflow when a user's accounts add up.
-#[derive(Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "i64")]
 pub struct Balance(pub i64);
 
@@ -102,7 +102,8 @@ pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
 }
 
 /// `POST /` with `{"id": "ann-main", "user_id": "ann"}` (and a `balance`):
-/// 201 and the account; 422 if there is no such user; 409 if the id is taken.
+/// 201 and the account; the same again, 200; 422 if there is no such user;
+/// another account with that id, 409.
 async fn open(
     store: web::Data<Arc<Store>>,
     discovery: web::Data<Discovery>,
@@ -120,19 +121,11 @@ async fn open(
         }
         answer => answer.map_err(|error| users.problem(&error))?,
     };
-    let account = store
-        .write(move |db| {
-            let id = account.id.to_string();
-            if events::get::<Account>(db, &id)?.is_some() {
-                let detail = format!("an account with the id {id} exists already");
-                return Err(Problem::new(StatusCode::CONFLICT, detail));
-            }
-            events::save(db, &id, &account, &AccountEvent::AccountOpened(account.clone()))?;
-            Ok(account)
-        })
+    let (new, event) = (account.clone(), AccountEvent::AccountOpened(account.clone()));
+    let created = store
+        .write(move |db| events::create(db, &new.id.to_string(), &new, &event, "an account"))
         .await?;
-    let location = (header::LOCATION, account.id.to_string());
-    Ok(HttpResponse::Created().insert_header(location).json(account))
+    Ok(created.answer(&account.id, &account))
 }
 
 /// `PATCH /<id>` with `{"balance": 1500}`.

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::web;
+use actix_web::{HttpResponse, web};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -140,6 +140,53 @@ pub fn save(
     let event = serde_json::to_string(event).map_err(storage_problem)?;
     db.execute("INSERT INTO events (event) VALUES (?1)", [event]).map_err(storage_problem)?;
     Ok(())
+}
+
+/// What a create did: made the record, or found it made already, the same.
+pub enum Created {
+    New,
+    /// The same create again: a client retrying after its answer was lost.
+    Again,
+}
+
+/// The outbox for a new record: saves it under `id` with its `event`. A
+/// create is idempotent, as payment APIs make theirs: sent again with the
+/// same record (equal once read), it changes nothing and says so; another
+/// record under a taken id is a 409.
+pub fn create<R>(
+    db: &Transaction,
+    id: &str,
+    record: &R,
+    event: &impl Serialize,
+    what: &str,
+) -> Result<Created, Problem>
+where
+    R: Serialize + DeserializeOwned + PartialEq,
+{
+    match get::<R>(db, id)? {
+        None => save(db, id, record, event).map(|()| Created::New),
+        Some(stored) if stored == *record => Ok(Created::Again),
+        Some(_) => {
+            let detail = format!(
+                "{what} with the id {id} exists already, and is not the one sent \
+                 (sent again as it is, a create is answered 200)"
+            );
+            Err(Problem::new(StatusCode::CONFLICT, detail))
+        }
+    }
+}
+
+impl Created {
+    /// 201 and where the record is, or 200 for a create sent again.
+    pub fn answer(self, id: &Id, record: &impl Serialize) -> HttpResponse {
+        match self {
+            // Relative: `ann` from `/` (this service) or `/api/users/` (the gateway).
+            Created::New => HttpResponse::Created()
+                .insert_header((actix_web::http::header::LOCATION, id.to_string()))
+                .json(record),
+            Created::Again => HttpResponse::Ok().json(record),
+        }
+    }
 }
 
 /// Stores `record` under `id`, replacing what was there.

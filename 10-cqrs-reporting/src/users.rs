@@ -10,7 +10,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -37,7 +37,7 @@ pub struct Options {
 /// A user, as a client creates it, users keeps it and its events tell of
 /// it. Bad input is a serde error, and so a 400 that names the field (what
 /// an id and a name may hold: `events/names.rs`).
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct User {
     pub id: Id,
@@ -88,24 +88,17 @@ pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
 }
 
 /// `POST /` with `{"id": "ann", "name": "Ann"}` (and a `state`): 201 and
-/// the user; 409 if the id is taken.
+/// the user; the same again, 200; another user with that id, 409.
 async fn create(
     store: web::Data<Arc<Store>>,
     user: web::Json<User>,
 ) -> Result<HttpResponse, Problem> {
     let user = user.into_inner();
-    let user = store
-        .write(move |db| {
-            if events::get::<User>(db, &user.id.to_string())?.is_some() {
-                let detail = format!("a user with the id {} exists already", user.id);
-                return Err(Problem::new(StatusCode::CONFLICT, detail));
-            }
-            events::save(db, &user.id.to_string(), &user, &UserEvent::UserCreated(user.clone()))?;
-            Ok(user)
-        })
+    let (new, event) = (user.clone(), UserEvent::UserCreated(user.clone()));
+    let created = store
+        .write(move |db| events::create(db, &new.id.to_string(), &new, &event, "a user"))
         .await?;
-    // Relative: `ann` from `/` (this service) or `/api/users/` (the gateway).
-    Ok(HttpResponse::Created().insert_header((header::LOCATION, user.id.to_string())).json(user))
+    Ok(created.answer(&user.id, &user))
 }
 
 /// `PATCH /<id>` with a new `name`, a new `state`, or both.

@@ -94,7 +94,7 @@ async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
         ("PATCH", &user, json, r#"{}"#, 400, "nothing to change"),
         ("PATCH", &user, json, r#"{"state": "gone"}"#, 400, "expected one of `active`, `suspended`, `closed`"),
         ("POST", &new_account, json, r#"{"id": "x-1", "user_id": "nobody"}"#, 422, "create the user first"),
-        ("POST", &new_account, json, r#"{"id": "ann-1", "user_id": "ann"}"#, 409, "exists already"),
+        ("POST", &new_account, json, r#"{"id": "ann-1", "user_id": "ann", "balance": 5}"#, 409, "exists already"),
         ("POST", &new_account, json, r#"{"id": "ann-2", "user_id": "ann", "balance": "lots"}"#, 400, "invalid type"),
         ("POST", &new_account, json, r#"{"id": "ann-2", "user_id": "ann", "balance": 1.5}"#, 400, "invalid type"),
         ("POST", &new_account, json, r#"{"id": "ann-2", "user_id": "ann", "balance": -1}"#, 400, "from 0 to"),
@@ -135,6 +135,35 @@ async fn names_in_any_script_are_kept_as_they_were_sent() {
         let (_, user) = get(&format!("{}/u{n}", services.users)).await;
         assert_eq!(user["name"], *name);
     }
+}
+
+#[actix_web::test]
+async fn a_create_sent_again_is_answered_with_the_record_and_another_is_a_conflict() {
+    let services = Services::start("idempotent").await;
+    let (users, accounts) = (&services.users, &services.accounts);
+    let ann = json!({ "id": "ann", "name": "Ann" });
+    let (status, created) = call("POST", &format!("{users}/"), ann.clone()).await;
+    assert_eq!(status, 201, "{created}");
+    // A client that lost the answer sends it again: it learns the user is
+    // its own, and nothing is written twice. The same once read: the name
+    // trimmed, the state as it defaults, the keys in any order.
+    let again = [ann, json!({ "state": "active", "name": " Ann ", "id": "ann" })];
+    for body in again {
+        let (status, user) = call("POST", &format!("{users}/"), body.clone()).await;
+        assert_eq!((status, &user), (200, &created), "{body}");
+    }
+    // Another user under that id is not a retry.
+    let other = json!({ "id": "ann", "name": "Ann", "state": "suspended" });
+    let (status, problem) = call("POST", &format!("{users}/"), other).await;
+    assert_eq!(status, 409, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("is not the one sent"), "{problem}");
+
+    let account = json!({ "id": "ann-main", "user_id": "ann", "balance": 100 });
+    assert_eq!(call("POST", &format!("{accounts}/"), account.clone()).await.0, 201);
+    assert_eq!(call("POST", &format!("{accounts}/"), account).await.0, 200);
+    let other = json!({ "id": "ann-main", "user_id": "ann", "balance": 5 });
+    assert_eq!(call("POST", &format!("{accounts}/"), other).await.0, 409);
+    assert_eq!((services.last_seq(users).await, services.last_seq(accounts).await), (1, 1));
 }
 
 #[actix_web::test]

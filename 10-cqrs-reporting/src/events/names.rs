@@ -57,7 +57,7 @@ impl fmt::Display for Id {
 
 /// A person's name: 1 to 100 characters once trimmed, something to see,
 /// nothing that acts on the text around it.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "String")]
 pub struct Name(String);
 
