@@ -318,10 +318,11 @@ async fn reports_killed_in_the_middle_of_a_batch_apply_every_event_exactly_once(
 async fn the_demo_plays_the_scenario_through_the_gateway_of_the_running_step() {
     let (_step, ports) = start_step(&[]).await;
     let gateway = format!("http://127.0.0.1:{}", ports[1]);
-    // Ready when the gateway finds the three services.
+    // Ready when the gateway finds the three services, and accounts finds users.
     for service in ["users", "accounts", "reports"] {
         wait_for(&format!("{gateway}/api/{service}/"), 200, |_| true).await;
     }
+    wait_for_health(&format!("http://127.0.0.1:{}/healthz", ports[5]), 200, "users at").await;
     let (mut demo, mut lines) = spawn(&["demo", "--gateway-url", &gateway], &[]);
     let status = tokio::time::timeout(PATIENCE, demo.wait()).await.unwrap().unwrap();
     let mut output = Vec::new();

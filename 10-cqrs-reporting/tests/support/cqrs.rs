@@ -137,15 +137,16 @@ impl Services {
         lines_until(&mut lines, "listening on").await;
         let users_process = start_service(&data, &registry, "users", users_port).await;
         let accounts_process = start_service(&data, &registry, "accounts", accounts_port).await;
-        // accounts asks users through the registry: ready once users passes.
-        let passing = format!("{registry}/v1/health/service/users?passing");
-        wait_for(&passing, 200, |body| body.as_array().is_some_and(|a| !a.is_empty())).await;
+        // accounts asks users through the registry: ready once it finds
+        // users there (its health says so; it remembers a miss for a second).
+        let accounts = format!("http://127.0.0.1:{accounts_port}");
+        wait_for_health(&format!("{accounts}/healthz"), 200, "users at").await;
         Services {
             data,
             registry,
             users: format!("http://127.0.0.1:{users_port}"),
             users_process,
-            accounts: format!("http://127.0.0.1:{accounts_port}"),
+            accounts,
             _running: vec![registry_process, accounts_process],
         }
     }
