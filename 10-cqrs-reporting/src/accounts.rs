@@ -161,8 +161,9 @@ fn find(db: &rusqlite::Connection, id: &str) -> Result<Account, Problem> {
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no account has the id {id}")))
 }
 
-/// accounts needs its database (fail) and, to open accounts, the users
-/// service (warn: reads and balance changes still work without it).
+/// accounts needs its database (fail), writes that go through (warn: it
+/// still serves reads) and, to open accounts, the users service (warn:
+/// reads and balance changes still work without it).
 async fn healthz(
     overridden: web::Data<HealthOverride>,
     store: web::Data<Arc<Store>>,
@@ -176,6 +177,7 @@ async fn healthz(
     };
     let checks = vec![
         Check::new("database", Health::Fail, store.check()),
+        Check::new("database:writes", Health::Warn, store.check_writes()),
         Check::new("users:reachability", Health::Warn, users),
     ];
     crate::health_report(&overridden, checks).await

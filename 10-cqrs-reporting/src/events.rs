@@ -11,13 +11,15 @@
 //!   every page of the feed carries it, so that a follower can tell.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use actix_web::{HttpResponse, ResponseError, web};
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -44,13 +46,34 @@ const TABLES: &str = "
     CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS epoch (epoch TEXT NOT NULL);";
 
+/// How long a write waits for another process's write to the same
+/// database (sqlite3 on the command line, a backup) before it fails: long
+/// enough to outwait a short one; the client's own timeout decides whether
+/// it waits that long.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A service's database, and the last `seq` committed, which the feed's
 /// waiting requests watch.
 pub struct Store {
-    db: Mutex<Connection>,
+    /// Writes, one at a time.
+    writer: Mutex<Connection>,
+    /// Reads have a connection of their own: a write waiting for another
+    /// process does not hold them up (the write-ahead log lets them read).
+    reader: Mutex<Connection>,
+    /// Held while the service runs: see `hold_data_dir`.
+    _lock: Mutex<Connection>,
     pub path: PathBuf,
     epoch: String,
     committed: watch::Sender<i64>,
+    last_write: Mutex<LastWrite>,
+}
+
+/// How the last write went, for `/healthz`: a database that answers reads
+/// but fails every write (a full disk) is not a healthy one.
+enum LastWrite {
+    NoneYet,
+    Committed,
+    Failed { at: SystemTime, problem: String },
 }
 
 impl Store {
@@ -61,9 +84,15 @@ impl Store {
         tables: &str,
     ) -> std::io::Result<Arc<Store>> {
         std::fs::create_dir_all(&options.data_dir)?;
+        let lock = hold_data_dir(&options.data_dir, service)?;
         let path = options.data_dir.join(format!("{service}.sqlite"));
-        let opened = || -> rusqlite::Result<_> {
+        let connect = || -> rusqlite::Result<_> {
             let db = Connection::open(&path)?;
+            db.busy_timeout(BUSY_TIMEOUT)?;
+            Ok(db)
+        };
+        let opened = || -> rusqlite::Result<_> {
+            let db = connect()?;
             // Write-ahead log: sqlite3 on the command line can read while we write.
             db.pragma_update(None, "journal_mode", "WAL")?;
             db.execute_batch(&format!("{TABLES}{tables}"))?;
@@ -74,13 +103,21 @@ impl Store {
             )?;
             let epoch = db.query_row("SELECT epoch FROM epoch", [], |row| row.get(0))?;
             let last = last_seq(&db)?;
-            Ok((db, epoch, last))
+            Ok((db, connect()?, epoch, last))
         };
-        let (db, epoch, last) = opened().map_err(|error| {
+        let (writer, reader, epoch, last) = opened().map_err(|error| {
             std::io::Error::other(format!("cannot open its database {}: {error}", path.display()))
         })?;
         info!("{service} keeps its data in {}", path.display());
-        Ok(Arc::new(Store { db: Mutex::new(db), path, epoch, committed: watch::channel(last).0 }))
+        Ok(Arc::new(Store {
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+            _lock: Mutex::new(lock),
+            path,
+            epoch,
+            committed: watch::channel(last).0,
+            last_write: Mutex::new(LastWrite::NoneYet),
+        }))
     }
 
     /// Runs `change` in one transaction, on a thread where blocking is fine:
@@ -91,15 +128,35 @@ impl Store {
     ) -> Result<T, Problem> {
         let store = self.clone();
         let written = web::block(move || {
-            let mut db = store.db.lock().expect("database");
-            let transaction = db.transaction().map_err(storage_problem)?;
+            let mut db = store.writer.lock().expect("database");
+            // Immediate: the transaction takes the write lock before it reads,
+            // waiting for another process's write within the busy timeout. (A
+            // deferred one would read first; by the time it may write, what it
+            // read may be stale, so SQLite fails it at once: "database is locked".)
+            let immediate = TransactionBehavior::Immediate;
+            let transaction = db.transaction_with_behavior(immediate).map_err(storage_problem)?;
             let answer = change(&transaction)?;
             let last = last_seq(&transaction).map_err(storage_problem)?;
             transaction.commit().map_err(storage_problem)?;
             store.committed.send_replace(last); // wakes the feed's long polls
             Ok(answer)
         });
-        written.await.map_err(storage_problem)?
+        let written = written.await.map_err(storage_problem).and_then(|written| written);
+        self.remember(&written);
+        written
+    }
+
+    /// Remembers how a write went for `/healthz`. A problem of the client's
+    /// (a 4xx: no such user, an id taken) says nothing about the database.
+    fn remember<T>(&self, written: &Result<T, Problem>) {
+        let outcome = match written {
+            Ok(_) => LastWrite::Committed,
+            Err(problem) if problem.status_code().is_server_error() => {
+                LastWrite::Failed { at: SystemTime::now(), problem: problem.detail.clone() }
+            }
+            Err(_) => return,
+        };
+        *self.last_write.lock().expect("last write") = outcome;
     }
 
     /// Runs `look` on the database, on a thread where blocking is fine.
@@ -108,7 +165,7 @@ impl Store {
         look: impl FnOnce(&Connection) -> Result<T, Problem> + Send + 'static,
     ) -> Result<T, Problem> {
         let store = self.clone();
-        let read = web::block(move || look(&store.db.lock().expect("database")));
+        let read = web::block(move || look(&store.reader.lock().expect("database")));
         read.await.map_err(storage_problem)?
     }
 
@@ -117,6 +174,47 @@ impl Store {
         let last = self.read(|db| last_seq(db).map_err(storage_problem)).await;
         last.map(|last| format!("the database answers: {last} events")).map_err(|p| p.detail)
     }
+
+    /// For `/healthz`: the last write went through. Once one failed, the
+    /// check fails until one succeeds again.
+    pub async fn check_writes(self: &Arc<Self>) -> Result<String, String> {
+        match &*self.last_write.lock().expect("last write") {
+            LastWrite::NoneYet => Ok("no write since the service started".to_string()),
+            LastWrite::Committed => Ok("the last write was committed".to_string()),
+            LastWrite::Failed { at, problem } => Err(format!(
+                "the last write failed, at {}: {problem}",
+                humantime::format_rfc3339_seconds(*at)
+            )),
+        }
+    }
+}
+
+/// Holds `<data_dir>/<service>.lock` while the service runs, so that a
+/// second copy on the same data (`cargo run` in two terminals) stops at
+/// start instead of sharing the database with the first. The lock is
+/// SQLite's own, on a file of its own (the main database stays open to
+/// readers such as sqlite3): the same on every OS, and let go by the OS
+/// when the process ends, however it ends.
+fn hold_data_dir(data_dir: &Path, service: &str) -> std::io::Result<Connection> {
+    let path = data_dir.join(format!("{service}.lock"));
+    let held = || -> rusqlite::Result<Connection> {
+        let lock = Connection::open(&path)?;
+        lock.busy_timeout(Duration::ZERO)?;
+        // In this mode, a lock once taken is kept until the connection closes.
+        lock.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+        lock.execute_batch("BEGIN EXCLUSIVE; COMMIT;")?;
+        Ok(lock)
+    };
+    held().map_err(|error| {
+        let (folder, lock) = (data_dir.display(), path.display());
+        std::io::Error::other(match error.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy) => format!(
+                "another {service} is running on the data in {folder} (it holds {lock}): \
+                 stop it first, or give this one a folder of its own with --data-dir (DATA_DIR)"
+            ),
+            _ => format!("cannot take its lock file {lock}: {error}"),
+        })
+    })
 }
 
 fn last_seq(db: &Connection) -> rusqlite::Result<i64> {

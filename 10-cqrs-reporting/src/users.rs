@@ -140,11 +140,15 @@ fn find(db: &rusqlite::Connection, id: &str) -> Result<User, Problem> {
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no user has the id {id}")))
 }
 
-/// users depends on nothing but its database.
+/// users depends on nothing but its database: that it answers (fail), and
+/// that writes go through (warn: it still serves reads).
 async fn healthz(
     overridden: web::Data<HealthOverride>,
     store: web::Data<Arc<Store>>,
 ) -> HttpResponse {
-    let checks = vec![Check::new("database", Health::Fail, store.check())];
+    let checks = vec![
+        Check::new("database", Health::Fail, store.check()),
+        Check::new("database:writes", Health::Warn, store.check_writes()),
+    ];
     crate::health_report(&overridden, checks).await
 }

@@ -3,11 +3,14 @@
 //! service a process of the real binary with a database in a folder of the
 //! test's own.
 
+use std::time::Duration;
+
+use rusqlite::TransactionBehavior;
 use serde_json::{Value, json};
 
 use support::PATIENCE;
 use support::binary::{free_ports, lines_until, spawn, start_step};
-use support::cqrs::{Services, call, get, send, stop, wait_for, wait_for_health};
+use support::cqrs::{Services, call, get, send, spawn_service, stop, wait_for, wait_for_health};
 
 mod support;
 
@@ -164,6 +167,76 @@ async fn a_create_sent_again_is_answered_with_the_record_and_another_is_a_confli
     let other = json!({ "id": "ann-main", "user_id": "ann", "balance": 5 });
     assert_eq!(call("POST", &format!("{accounts}/"), other).await.0, 409);
     assert_eq!((services.last_seq(users).await, services.last_seq(accounts).await), (1, 1));
+}
+
+#[actix_web::test]
+async fn a_write_waits_while_another_process_holds_the_database() {
+    let services = Services::start("contention").await;
+    services.create_user("ann", "Ann").await;
+    // Another process (sqlite3, a backup) in a write transaction.
+    let mut other = rusqlite::Connection::open(services.data.0.join("users.sqlite")).unwrap();
+    let holding = other.transaction_with_behavior(TransactionBehavior::Immediate).unwrap();
+    let users = &services.users;
+    let (new_user, ann) = (format!("{users}/"), format!("{users}/ann"));
+    let writes = async {
+        let create = call("POST", &new_user, json!({ "id": "bo", "name": "Bo" }));
+        let rename = call("PATCH", &ann, json!({ "name": "Ann B." }));
+        tokio::join!(create, rename)
+    };
+    tokio::pin!(writes);
+    // Held for a second: the writes wait for it, within the busy timeout,
+    // rather than fail at once with "database is locked".
+    let early = tokio::time::timeout(Duration::from_secs(1), &mut writes).await;
+    assert!(early.is_err(), "answered while the database was held: {early:?}");
+    holding.commit().unwrap();
+    let ((created, user), (renamed, _)) = writes.await;
+    assert_eq!((created, renamed), (201, 200), "{user}");
+    assert_eq!(get(&ann).await.1["name"], "Ann B.");
+    // Reads never waited: they have a connection of their own.
+    assert_eq!(get(&format!("{users}/bo")).await.0, 200);
+}
+
+#[actix_web::test]
+async fn a_second_copy_of_a_service_on_the_same_data_is_refused_at_start() {
+    let services = Services::start("second-copy").await;
+    let port = free_ports(1)[0];
+    let (mut second, mut lines) =
+        spawn_service(&services.data, &services.registry, "users", port, &[]);
+    let said = lines_until(&mut lines, "cannot start").await.join("\n");
+    assert!(said.contains("another users is running on the data in"), "{said}");
+    assert!(said.contains("--data-dir"), "{said}");
+    let status = tokio::time::timeout(PATIENCE, second.wait()).await.unwrap().unwrap();
+    assert!(!status.success());
+    // The first one still serves, and writes.
+    services.create_user("ann", "Ann").await;
+}
+
+#[actix_web::test]
+async fn a_write_that_fails_shows_in_health_until_one_succeeds() {
+    let services = Services::start("failing-writes").await;
+    services.create_user("ann", "Ann").await;
+    let health = format!("{}/healthz", services.users);
+    wait_for_health(&health, 200, "the last write was committed").await;
+    // As with a full disk, every write fails while reads still work: here
+    // a trigger refuses every event, which a test can add and take away
+    // while users runs, on any OS.
+    let users_db = rusqlite::Connection::open(services.data.0.join("users.sqlite")).unwrap();
+    let full = "CREATE TRIGGER full BEFORE INSERT ON events
+        BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;";
+    users_db.execute_batch(full).unwrap();
+    let bo = json!({ "id": "bo", "name": "Bo" });
+    let (status, problem) = call("POST", &format!("{}/", services.users), bo.clone()).await;
+    assert_eq!(status, 500, "{problem}");
+    assert_eq!(get(&format!("{}/ann", services.users)).await.0, 200);
+    let document = wait_for_health(&health, 429, "database or disk is full").await;
+    let writes = &document["checks"]["database:writes"][0];
+    assert_eq!(writes["status"], "warn", "{document}");
+    assert!(writes["output"].as_str().unwrap().starts_with("the last write failed"), "{document}");
+
+    // Space again: the next write goes through, and health passes.
+    users_db.execute_batch("DROP TRIGGER full;").unwrap();
+    assert_eq!(call("POST", &format!("{}/", services.users), bo).await.0, 201);
+    wait_for_health(&health, 200, "the last write was committed").await;
 }
 
 #[actix_web::test]
