@@ -8,7 +8,8 @@
 use std::fmt::Write as _;
 use std::io;
 use std::net::TcpListener;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
@@ -64,13 +65,14 @@ struct Gateway {
     api_key: String,
     discovery: Discovery,
     max_body_bytes: u64,
+    catalog: Catalog,
 }
 
 pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     let api_key = choose_api_key(&listener, options.api_key)?;
     let discovery = Discovery::new(options.registration.registry_url, options.upstream_timeout);
-    let gateway =
-        web::Data::new(Gateway { api_key, discovery, max_body_bytes: options.max_body_bytes });
+    let (max_body_bytes, catalog) = (options.max_body_bytes, Catalog::default());
+    let gateway = web::Data::new(Gateway { api_key, discovery, max_body_bytes, catalog });
     crate::serve(listener, move |routes| {
         routes.app_data(web::Data::new(crate::http_client())).app_data(gateway.clone());
         // Health is for the registry and operators: no API key needed.
@@ -164,10 +166,17 @@ struct Part {
 #[derive(Serialize)]
 struct Aggregate {
     services: Vec<Part>,
+    /// The services not asked, when there are more than `MOST_ASKED`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    left_out: Option<String>,
 }
 
-/// `GET /`: asks every service registered (but the gateway itself) at
-/// once, and answers with all they said.
+/// The most services `/` asks: each is a call, and one request must not
+/// make thousands. (The workshop has six; a registry may list any number.)
+const MOST_ASKED: usize = 32;
+
+/// `GET /`: asks every service registered (but the gateway itself, and
+/// no more than `MOST_ASKED`) at once, and answers with all they said.
 async fn aggregate(
     request: HttpRequest,
     client: web::Data<awc::Client>,
@@ -175,6 +184,8 @@ async fn aggregate(
 ) -> Result<HttpResponse, Problem> {
     let mut services = gateway.discovery.services(&client).await?;
     services.retain(|service| service != NAME);
+    services.sort();
+    let left_out = leave_out(&mut services);
     let answers =
         join_all(services.iter().map(|service| ask(&gateway.discovery, &client, service))).await;
     let parts: Vec<Part> = services
@@ -190,10 +201,25 @@ async fn aggregate(
     // The answer depends on Accept: caches must keep one copy per value.
     response.insert_header((header::VARY, "Accept"));
     if prefers_xml(&request) {
-        Ok(response.content_type("application/xml").body(to_xml(&parts)))
+        let mut xml = to_xml(&parts);
+        if let Some(why) = &left_out {
+            let end = xml.len() - "</services>".len();
+            xml.insert_str(end, &format!("<left-out>{}</left-out>", escape(why)));
+        }
+        Ok(response.content_type("application/xml").body(xml))
     } else {
-        Ok(response.json(Aggregate { services: parts }))
+        Ok(response.json(Aggregate { services: parts, left_out }))
     }
+}
+
+/// Keeps the first `MOST_ASKED` of `services`; says what is left out.
+fn leave_out(services: &mut Vec<String>) -> Option<String> {
+    let registered = services.len();
+    if registered <= MOST_ASKED {
+        return None;
+    }
+    services.truncate(MOST_ASKED);
+    Some(format!("{registered} services are registered; / asks the first {MOST_ASKED} by name"))
 }
 
 /// What one service answers at `/`, asked through discovery.
@@ -343,13 +369,36 @@ async fn find_instance(
     if gateway.discovery.listed_lately(name) {
         return Err(problem);
     }
-    let registered = gateway.discovery.services(client).await?;
+    let registered = gateway.catalog.names(&gateway.discovery, client).await?;
     if registered.iter().any(|service| service == name) {
         return Err(problem);
     }
     let registered = registered.join(", ");
     let detail = format!("no service named {name} is registered; registered: {registered}");
     Err(Problem::new(StatusCode::NOT_FOUND, detail))
+}
+
+/// The names the registry listed last, kept for a second, for the 404 of a
+/// name no instance has: clients asking for such names again and again cost
+/// the registry one call a second, not one each.
+#[derive(Default)]
+struct Catalog(Mutex<Option<(Instant, Vec<String>)>>);
+
+impl Catalog {
+    async fn names(
+        &self,
+        discovery: &Discovery,
+        client: &awc::Client,
+    ) -> Result<Vec<String>, Problem> {
+        if let Some((at, names)) = &*self.0.lock().expect("catalog")
+            && at.elapsed() < Duration::from_secs(1)
+        {
+            return Ok(names.clone());
+        }
+        let names = discovery.services(client).await?;
+        *self.0.lock().expect("catalog") = Some((Instant::now(), names.clone()));
+        Ok(names)
+    }
 }
 
 /// Sends the client's request on as `outgoing`, through `service`'s one

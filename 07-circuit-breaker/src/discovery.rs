@@ -205,6 +205,27 @@ const REMEMBER_INSTANCES_FOR: Duration = Duration::from_secs(1);
 /// How long a service that had instances counts as one that exists.
 const REMEMBER_SERVICES_FOR: Duration = Duration::from_secs(600);
 
+/// The most names remembered at once. Names come from clients
+/// (`/api/<name>/…`): kept for ever, each one asked for would stay.
+const REMEMBER_AT_MOST: usize = 1024;
+
+/// Makes room in `known` for one more name: the names the registry listed
+/// no instance of, once their second is over, and the services not listed
+/// in ten minutes go; if it is still full, the name asked for longest ago.
+fn make_room(known: &mut HashMap<String, Instances>) {
+    known.retain(|_, instances| {
+        let listed_lately =
+            instances.last_listed.is_some_and(|at| at.elapsed() < REMEMBER_SERVICES_FOR);
+        listed_lately || instances.asked_at.elapsed() <= REMEMBER_INSTANCES_FOR
+    });
+    if known.len() >= REMEMBER_AT_MOST {
+        let oldest = known.iter().min_by_key(|(_, instances)| instances.asked_at);
+        if let Some(name) = oldest.map(|(name, _)| name.clone()) {
+            known.remove(&name);
+        }
+    }
+}
+
 impl Discovery {
     /// Discovery through the registry at `registry_url`; the instances it
     /// finds are called with `call_timeout`.
@@ -227,6 +248,11 @@ impl Discovery {
         if let Some(url) = self.next_known(service, REMEMBER_INSTANCES_FOR) {
             return Ok(instance(url));
         }
+        // It listed none less than a second ago: none still. A name asked
+        // for again and again costs one call a second, not one each.
+        if self.asked_lately(service) {
+            return Err(self.none_to_call(service));
+        }
         match self.ask_registry(client, service).await {
             Ok(urls) => {
                 let mut known = self.known.lock().expect("discovery cache");
@@ -240,6 +266,9 @@ impl Discovery {
                     false => Some(Instant::now()),
                 };
                 let instances = Instances { asked_at: Instant::now(), urls, next, last_listed };
+                if !known.contains_key(service) {
+                    make_room(&mut known);
+                }
                 known.insert(service.to_string(), instances);
             }
             // Better an instance the registry knew a moment ago than none.
@@ -251,17 +280,24 @@ impl Discovery {
                 None => return Err(problem),
             },
         }
-        match self.next_known(service, Duration::MAX) {
-            Some(url) => Ok(instance(url)),
-            None => {
-                let detail = format!(
-                    "no healthy instance of {service} is registered at {}",
-                    self.registry.url
-                );
-                Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail)
-                    .with_header(header::RETRY_AFTER, HeaderValue::from_static("5")))
-            }
-        }
+        self.next_known(service, Duration::MAX)
+            .map(instance)
+            .ok_or_else(|| self.none_to_call(service))
+    }
+
+    /// 503, and when to try again: the registry lists no instance to call.
+    fn none_to_call(&self, service: &str) -> Problem {
+        let detail =
+            format!("no healthy instance of {service} is registered at {}", self.registry.url);
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+    }
+
+    /// Whether the registry was asked for `service` less than a second ago.
+    fn asked_lately(&self, service: &str) -> bool {
+        let known = self.known.lock().expect("discovery cache");
+        let asked_at = known.get(service).map(|instances| instances.asked_at);
+        asked_at.is_some_and(|at| at.elapsed() <= REMEMBER_INSTANCES_FOR)
     }
 
     /// Every healthy instance of `service`, starting with the one whose

@@ -71,14 +71,16 @@ struct Gateway {
     discovery: Discovery,
     max_body_bytes: u64,
     last_answers: LastAnswers,
+    catalog: Catalog,
 }
 
 pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     let api_key = choose_api_key(&listener, options.api_key)?;
     let discovery = Discovery::new(options.registration.registry_url, options.upstream_timeout);
-    let last_answers = LastAnswers::default();
+    let (last_answers, catalog) = (LastAnswers::default(), Catalog::default());
     let max_body_bytes = options.max_body_bytes;
-    let gateway = web::Data::new(Gateway { api_key, discovery, max_body_bytes, last_answers });
+    let gateway =
+        web::Data::new(Gateway { api_key, discovery, max_body_bytes, last_answers, catalog });
     let breakers = web::Data::new(Breakers::new(options.breaker));
     crate::serve(listener, move |routes| {
         routes.app_data(web::Data::new(crate::http_client())).app_data(gateway.clone());
@@ -182,10 +184,17 @@ struct Part {
 #[derive(Serialize)]
 struct Aggregate {
     services: Vec<Part>,
+    /// The services not asked, when there are more than `MOST_ASKED`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    left_out: Option<String>,
 }
 
-/// `GET /`: asks every service registered (but the gateway itself) at
-/// once, and answers with all they said.
+/// The most services `/` asks: each is a call, and one request must not
+/// make thousands. (The workshop has six; a registry may list any number.)
+const MOST_ASKED: usize = 32;
+
+/// `GET /`: asks every service registered (but the gateway itself, and
+/// no more than `MOST_ASKED`) at once, and answers with all they said.
 async fn aggregate(
     request: HttpRequest,
     client: web::Data<awc::Client>,
@@ -194,6 +203,9 @@ async fn aggregate(
 ) -> Result<HttpResponse, Problem> {
     let mut services = gateway.discovery.services(&client).await?;
     services.retain(|service| service != NAME);
+    services.sort();
+    gateway.last_answers.keep_only(&services);
+    let left_out = leave_out(&mut services);
     let answers = join_all(
         services.iter().map(|service| ask(&gateway.discovery, &breakers, &client, service)),
     )
@@ -208,10 +220,25 @@ async fn aggregate(
     // The answer depends on Accept: caches must keep one copy per value.
     response.insert_header((header::VARY, "Accept"));
     if prefers_xml(&request) {
-        Ok(response.content_type("application/xml").body(to_xml(&parts)))
+        let mut xml = to_xml(&parts);
+        if let Some(why) = &left_out {
+            let end = xml.len() - "</services>".len();
+            xml.insert_str(end, &format!("<left-out>{}</left-out>", escape(why)));
+        }
+        Ok(response.content_type("application/xml").body(xml))
     } else {
-        Ok(response.json(Aggregate { services: parts }))
+        Ok(response.json(Aggregate { services: parts, left_out }))
     }
+}
+
+/// Keeps the first `MOST_ASKED` of `services`; says what is left out.
+fn leave_out(services: &mut Vec<String>) -> Option<String> {
+    let registered = services.len();
+    if registered <= MOST_ASKED {
+        return None;
+    }
+    services.truncate(MOST_ASKED);
+    Some(format!("{registered} services are registered; / asks the first {MOST_ASKED} by name"))
 }
 
 /// What one service answers at `/`, asked through discovery.
@@ -230,6 +257,12 @@ async fn ask(
 struct LastAnswers(Mutex<HashMap<String, (Value, Instant)>>);
 
 impl LastAnswers {
+    /// Forgets the answers of services no longer `registered` (sorted).
+    fn keep_only(&self, registered: &[String]) {
+        let mut last_answers = self.0.lock().expect("last answers");
+        last_answers.retain(|service, _| registered.binary_search(service).is_ok());
+    }
+
     /// `service`'s part of the aggregate: its answer, which is remembered;
     /// or, when it has none, its last one marked as such (better than none).
     fn part(&self, service: String, answer: Result<Value, Problem>) -> Part {
@@ -407,13 +440,36 @@ async fn find_instance(
     if gateway.discovery.listed_lately(name) {
         return Err(problem);
     }
-    let registered = gateway.discovery.services(client).await?;
+    let registered = gateway.catalog.names(&gateway.discovery, client).await?;
     if registered.iter().any(|service| service == name) {
         return Err(problem);
     }
     let registered = registered.join(", ");
     let detail = format!("no service named {name} is registered; registered: {registered}");
     Err(Problem::new(StatusCode::NOT_FOUND, detail))
+}
+
+/// The names the registry listed last, kept for a second, for the 404 of a
+/// name no instance has: clients asking for such names again and again cost
+/// the registry one call a second, not one each.
+#[derive(Default)]
+struct Catalog(Mutex<Option<(Instant, Vec<String>)>>);
+
+impl Catalog {
+    async fn names(
+        &self,
+        discovery: &Discovery,
+        client: &awc::Client,
+    ) -> Result<Vec<String>, Problem> {
+        if let Some((at, names)) = &*self.0.lock().expect("catalog")
+            && at.elapsed() < Duration::from_secs(1)
+        {
+            return Ok(names.clone());
+        }
+        let names = discovery.services(client).await?;
+        *self.0.lock().expect("catalog") = Some((Instant::now(), names.clone()));
+        Ok(names)
+    }
 }
 
 /// Sends the client's request on as `outgoing`, through `service`'s one

@@ -569,8 +569,9 @@ async fn root_aggregates_every_registered_service_but_the_gateway() {
     assert_eq!(services, ["service2", "service9"]);
 }
 
-/// A registry that knows no service, and counts the requests it gets.
-fn start_counting_registry() -> (String, Arc<AtomicUsize>) {
+/// A stand-in that answers `{}` to every request and counts them: as a
+/// registry, it knows no service; as a service, it is called.
+fn start_counting_stub() -> (String, Arc<AtomicUsize>) {
     let asked = Arc::new(AtomicUsize::new(0));
     let counted = asked.clone();
     let url = start(move |listener| {
@@ -587,7 +588,7 @@ fn start_counting_registry() -> (String, Arc<AtomicUsize>) {
 
 #[actix_web::test]
 async fn a_name_that_is_no_service_name_is_refused_before_the_registry_is_asked() {
-    let (registry_url, asked) = start_counting_registry();
+    let (registry_url, asked) = start_counting_stub();
     let gateway = start_gateway(gateway_options(&registry_url));
     // Decoded, these would be "users?1", "service2#", "users?passing": put
     // in the registry's URL as they are, they would ask it something else.
@@ -616,4 +617,45 @@ async fn a_name_that_is_no_service_name_is_refused_before_the_registry_is_asked(
     let response = request("GET", &format!("{gateway}/api/{name}/ann")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert!(asked.load(Ordering::SeqCst) > 0, "the registry was not asked");
+}
+
+#[actix_web::test]
+async fn root_asks_no_more_than_32_services_and_says_what_it_left_out() {
+    let (stub, calls) = start_counting_stub();
+    let names: Vec<String> = (0..40).map(|n| format!("service{n:02}")).collect();
+    let instances: Vec<(&str, &str)> = names.iter().map(|name| (name.as_str(), &*stub)).collect();
+    let gateway = start_gateway_with(&instances).await;
+    let body: Value =
+        request("GET", &format!("{gateway}/")).send().await.unwrap().json().await.unwrap();
+    let parts = body["services"].as_array().unwrap();
+    assert_eq!(
+        (parts.len(), &parts[0]["service"], &parts[31]["service"]),
+        (32, &json!("service00"), &json!("service31"))
+    );
+    let left_out = "40 services are registered; / asks the first 32 by name";
+    assert_eq!(body["left_out"], left_out);
+    assert_eq!(calls.load(Ordering::SeqCst), 32, "one call for each service asked");
+
+    let mut response = request("GET", &format!("{gateway}/"))
+        .insert_header(("accept", "application/xml"))
+        .send()
+        .await
+        .unwrap();
+    let xml = text(&mut response).await;
+    assert!(xml.ends_with(&format!("<left-out>{left_out}</left-out></services>")), "{xml}");
+}
+
+#[actix_web::test]
+async fn a_name_asked_for_again_and_again_costs_the_registry_a_call_a_second() {
+    let (registry_url, asked) = start_counting_stub();
+    let gateway = start_gateway(gateway_options(&registry_url));
+    let started = std::time::Instant::now();
+    for _ in 0..50 {
+        let response = request("GET", &format!("{gateway}/api/nosuch/")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+    // A lookup and a list of the services, each at most once a second.
+    let seconds = started.elapsed().as_secs() + 1;
+    let asked = asked.load(Ordering::SeqCst) as u64;
+    assert!(asked <= 2 * (seconds + 1), "{asked} calls to the registry in {seconds} s");
 }
