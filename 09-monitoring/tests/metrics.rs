@@ -1,14 +1,18 @@
 //! What Prometheus would scrape: the real binary, each service a process of
 //! its own (as Prometheus sees them), and its `/metrics` read as text.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use serde_json::Value;
 use tokio::process::Child;
 
+use step09_monitoring::{registry, service2};
 use support::binary::{free_ports, lines_until, spawn, start_step};
-use support::{PATIENCE, Sample, request, scrape, value};
+use support::{
+    PATIENCE, Sample, gateway_options, register_passing, request, scrape, start_gateway, value,
+};
 
 mod support;
 
@@ -184,4 +188,55 @@ async fn the_registry_lists_every_service_for_prometheus_and_counts_them_by_stat
     assert_eq!(instances(&samples, "passing"), 1.0);
     let failed = [("service_name", "service2"), ("status", "critical")];
     assert!(value(&samples, "registry_checks_total", &failed) >= 1.0);
+}
+
+#[actix_web::test]
+async fn a_circuit_leaves_the_metrics_with_its_instance() {
+    let registry_url = support::start(registry::server);
+    let (a, b) = (support::start(service2::server), support::start(service2::server));
+    register_passing(&registry_url, "service2", &a).await;
+    register_passing(&registry_url, "service2", &b).await;
+    let gateway = start_gateway(gateway_options(&registry_url));
+    let instances = |samples: &[Sample]| -> BTreeSet<String> {
+        let states = samples.iter().filter(|sample| sample.name == "circuit_breaker_state");
+        states.map(|sample| sample.labels["instance"].clone()).collect()
+    };
+    // In turn, each instance is called, and has a circuit.
+    for _ in 0..2 {
+        assert_eq!(get(&gateway, "/api/service2/").await, StatusCode::OK);
+    }
+    assert_eq!(instances(&scrape(&gateway).await), BTreeSet::from([a.clone(), b.clone()]));
+
+    // b leaves: once discovery no longer lists it, its circuit and its series go.
+    let id = format!("service2-{}", b.trim_start_matches("http://"));
+    let deregister = format!("{registry_url}/v1/agent/service/deregister/{id}");
+    awc::Client::default().put(deregister).send().await.unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while instances(&scrape(&gateway).await) != BTreeSet::from([a.clone()]) {
+        assert!(Instant::now() < deadline, "b's circuit stayed");
+        assert_eq!(get(&gateway, "/api/service2/").await, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let breakers: serde_json::Value =
+        request("GET", &format!("{gateway}/breakers")).send().await.unwrap().json().await.unwrap();
+    assert!(breakers["service2"].get(&b).is_none(), "{breakers}");
+}
+
+#[actix_web::test]
+async fn a_count_no_call_updates_goes_after_the_idle_timeout_a_circuit_stays() {
+    let env = [("SERVICE1_RANDOM_DELAY", "0s".into()), ("METRICS_IDLE_TIMEOUT", "3s".into())];
+    let (_step, ports) = start_step(&env).await;
+    let gateway = format!("http://127.0.0.1:{}", ports[1]);
+    assert_eq!(get(&gateway, "/api/service2/").await, StatusCode::OK);
+    let calls = |samples: &[Sample]| {
+        value(samples, "upstream_requests_total", &[("upstream", "service2"), ("outcome", "2xx")])
+    };
+    assert_eq!(calls(&scrape(&gateway).await), 1.0);
+
+    // No call for 3 s: the series of service2's calls goes, as would those
+    // of a service gone for good; its circuit is a state, and stays.
+    let samples = scrape_until(&gateway, |samples| calls(samples) == 0.0).await;
+    let name = |sample: &&Sample| sample.labels.get("upstream").is_some_and(|u| u == "service2");
+    let left: BTreeSet<&str> = samples.iter().filter(name).map(|s| s.name.as_str()).collect();
+    assert_eq!(left, BTreeSet::from(["circuit_breaker_state"]));
 }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
@@ -14,6 +14,7 @@ use failsafe::failure_policy::{ConsecutiveFailures, consecutive_failures};
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
+use actix_web::ResponseError;
 use awc::ClientResponse;
 
 use crate::{CallError, Discovery, Problem, Upstream};
@@ -57,8 +58,18 @@ impl Breakers {
         client: &awc::Client,
         service: &str,
     ) -> Result<Upstream, Problem> {
+        let instances = match discovery.find_all(client, service).await {
+            Ok(instances) => instances,
+            // None listed (502 or 504 would be a registry that cannot be asked).
+            Err(none) if none.status_code() == StatusCode::SERVICE_UNAVAILABLE => {
+                self.forget_unlisted(service, &[]);
+                return Err(none);
+            }
+            Err(problem) => return Err(problem),
+        };
+        self.forget_unlisted(service, &instances);
         let mut refused = None;
-        for instance in discovery.find_all(client, service).await? {
+        for instance in instances {
             match self.of(&instance).permit() {
                 Ok(permit) => return Ok(Upstream { circuit: Some(Arc::new(permit)), ..instance }),
                 Err(open) => refused = Some(open),
@@ -66,6 +77,15 @@ impl Breakers {
         }
         let none = || Problem::new(StatusCode::SERVICE_UNAVAILABLE, "no instance to call");
         Err(refused.unwrap_or_else(none))
+    }
+
+    /// Forgets the circuits of `service`'s instances that discovery no longer
+    /// lists (gone, or failing their checks): one that comes back starts closed.
+    fn forget_unlisted(&self, service: &str, listed: &[Upstream]) {
+        let mut by_instance = self.by_instance.lock().expect("breakers");
+        by_instance.retain(|url, breaker| {
+            breaker.circuit.service != service || listed.iter().any(|instance| instance.url == *url)
+        });
     }
 
     /// The circuit of `instance`, closed the first time it is asked for.
@@ -81,14 +101,32 @@ impl Breakers {
     /// Every circuit and its state, by service and instance, for
     /// `GET /breakers` and health checks.
     pub fn states(&self) -> BTreeMap<String, BTreeMap<String, Value>> {
-        let mut by_instance = self.by_instance.lock().expect("breakers");
-        by_instance.retain(|_, breaker| !breaker.forgotten());
+        let by_instance = self.remembered();
         let mut states: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
         for (url, breaker) in by_instance.iter() {
             let service = breaker.circuit.service.clone();
             states.entry(service).or_default().insert(url.clone(), breaker.to_json());
         }
         states
+    }
+
+    /// The circuits, less those not asked for in `FORGET_AFTER`.
+    fn remembered(&self) -> MutexGuard<'_, HashMap<String, Arc<Breaker>>> {
+        let mut by_instance = self.by_instance.lock().expect("breakers");
+        by_instance.retain(|_, breaker| !breaker.forgotten());
+        by_instance
+    }
+
+    /// Each circuit, for `circuit_breaker_state`: its service, its instance
+    /// and its state's name (`closed`, `half_open`, `open`).
+    pub fn circuits(&self) -> Vec<(String, String, &'static str)> {
+        let by_instance = self.remembered();
+        let each = |breaker: &Arc<Breaker>| {
+            let circuit = &breaker.circuit;
+            let state = circuit.state.lock().expect("circuit").label();
+            (circuit.service.clone(), circuit.instance.clone(), state)
+        };
+        by_instance.values().map(each).collect()
     }
 
     /// A health check: warn while a circuit is open (calls to that instance
@@ -181,11 +219,7 @@ impl Breaker {
     }
 
     fn forgotten(&self) -> bool {
-        let idle = self.last_asked.lock().expect("circuit").elapsed() > FORGET_AFTER;
-        if idle {
-            crate::monitoring::forget_circuit(&self.circuit.service, &self.circuit.instance);
-        }
-        idle
+        self.last_asked.lock().expect("circuit").elapsed() > FORGET_AFTER
     }
 
     /// Asks to call the instance: at once 503 with Retry-After while the

@@ -10,6 +10,7 @@
 //! registry says of the instance; the registry's own metrics name the
 //! services they count `service_name`, so as not to clash with it.
 
+use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -17,12 +18,14 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse, web};
 use awc::ClientResponse;
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
+use tracing::warn;
 
-use crate::CallError;
+use crate::{Breakers, CallError};
 
 /// Histogram buckets for durations, in seconds: fine below 10 ms, where
 /// these services answer; every 50 ms or so up to 300 ms, where service1's
@@ -47,13 +50,45 @@ fn recorder() -> &'static Recorder {
             // several instances up, and compute any percentile from them.
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &DURATION_BUCKETS)
             .expect("the buckets are not empty")
+            // Counts go once idle. Gauges stay: they are states, set when
+            // they change, and a state that holds is not idle.
+            .idle_timeout(MetricKindMask::COUNTER | MetricKindMask::HISTOGRAM, Some(idle_after()))
             .install_recorder()
             .expect("nothing else records metrics in this process");
+        keep_up(prometheus.clone());
         let process = metrics_process::Collector::default();
         process.describe();
         describe();
         Recorder { prometheus, process }
     })
+}
+
+/// How long a series may go without a new value before it is dropped:
+/// labels come from outside (a service's name, an instance's address), and
+/// a series stays only while what it names is called. `METRICS_IDLE_TIMEOUT`
+/// ("30s") changes it for the whole process.
+const IDLE_AFTER: Duration = Duration::from_secs(600);
+
+fn idle_after() -> Duration {
+    let Ok(text) = std::env::var("METRICS_IDLE_TIMEOUT") else { return IDLE_AFTER };
+    humantime::parse_duration(&text).unwrap_or_else(|error| {
+        warn!("METRICS_IDLE_TIMEOUT={text:?} is not a duration ({error}): using 10m");
+        IDLE_AFTER
+    })
+}
+
+/// Every few seconds, scraped or not, the histograms' samples go into their
+/// buckets and idle series are dropped (rendering does both): a process
+/// that no Prometheus scrapes would otherwise keep every sample.
+fn keep_up(prometheus: PrometheusHandle) {
+    let upkeep = move || {
+        loop {
+            std::thread::sleep(Duration::from_secs(5));
+            let _ = prometheus.render_to_write(&mut std::io::sink());
+        }
+    };
+    let thread = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(upkeep);
+    thread.expect("a thread for the metrics' upkeep");
 }
 
 /// The `# HELP` line of each metric: what it counts, in words.
@@ -62,7 +97,6 @@ fn describe() {
     describe_histogram!("http_request_duration_seconds", "Time to answer, by method and route.");
     describe_counter!("upstream_requests_total", "Calls to other services, by how they ended.");
     describe_histogram!("upstream_request_duration_seconds", "Time a call to a service took.");
-    describe_gauge!("circuit_breaker_state", "1 for the state each circuit is in, else 0.");
     describe_counter!("circuit_breaker_transitions_total", "Changes of state of each circuit.");
     describe_gauge!("registry_instances", "Instances registered, by service and health.");
     describe_counter!("registry_checks_total", "Health checks run, by service and result.");
@@ -74,15 +108,18 @@ pub fn init() {
     recorder();
 }
 
-/// `GET /metrics`: every metric of this process, in Prometheus's text format.
-pub async fn metrics_page() -> HttpResponse {
+/// `GET /metrics`: every metric of this process, in Prometheus's text format,
+/// and the state of each circuit of a service that has breakers.
+pub async fn metrics_page(breakers: Option<web::Data<Breakers>>) -> HttpResponse {
     let recorder = recorder();
     recorder.process.collect();
     // Keeps the histograms from growing between scrapes.
     recorder.prometheus.run_upkeep();
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(recorder.prometheus.render())
+    let mut page = recorder.prometheus.render();
+    if let Some(breakers) = breakers {
+        write_circuit_states(&mut page, &breakers.circuits());
+    }
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(page)
 }
 
 /// The route of a request that actix matched no pattern for, set by the
@@ -146,7 +183,6 @@ pub fn record_call(upstream: &str, outcome: &Result<ClientResponse, CallError>, 
 /// The circuit for `upstream` at `instance` moved from `before` to `state`
 /// (`closed`, `half_open` or `open`; the same when it is new).
 pub fn record_circuit(upstream: &str, instance: &str, before: &'static str, state: &'static str) {
-    set_circuit_state(upstream, instance, state);
     if before != state {
         let labels = [("upstream", upstream), ("instance", instance), ("to", state)]
             .map(|(name, value)| (name, value.to_string()));
@@ -154,17 +190,27 @@ pub fn record_circuit(upstream: &str, instance: &str, before: &'static str, stat
     }
 }
 
-/// A circuit forgotten (its instance gone) is in none of the states.
-pub fn forget_circuit(upstream: &str, instance: &str) {
-    set_circuit_state(upstream, instance, "forgotten");
+/// `circuit_breaker_state`: for each circuit, 1 for the state it is in and
+/// 0 for the others. Written from the circuits there are at each scrape,
+/// not kept as gauges (which the metrics facade cannot remove): a circuit
+/// forgotten, its instance gone, leaves no series behind.
+fn write_circuit_states(page: &mut String, circuits: &[(String, String, &str)]) {
+    if circuits.is_empty() {
+        return;
+    }
+    page.push_str("# HELP circuit_breaker_state 1 for the state each circuit is in, else 0.\n");
+    page.push_str("# TYPE circuit_breaker_state gauge\n");
+    for (upstream, instance, state) in circuits {
+        let labels = format!(r#"upstream="{}",instance="{}""#, escape(upstream), escape(instance));
+        for each in ["closed", "half_open", "open"] {
+            let value = u8::from(each == *state);
+            let _ = writeln!(page, r#"circuit_breaker_state{{{labels},state="{each}"}} {value}"#);
+        }
+    }
+    page.push('\n');
 }
 
-/// `circuit_breaker_state`: 1 for the state the circuit is in, 0 for the others.
-fn set_circuit_state(upstream: &str, instance: &str, state: &str) {
-    for each in ["closed", "half_open", "open"] {
-        let value = if each == state { 1.0 } else { 0.0 };
-        let labels = [("upstream", upstream), ("instance", instance), ("state", each)]
-            .map(|(name, value)| (name, value.to_string()));
-        gauge!("circuit_breaker_state", &labels).set(value);
-    }
+/// A label's value as Prometheus's text format writes it.
+fn escape(value: &str) -> String {
+    value.replace('\\', r"\\").replace('"', r#"\""#).replace('\n', r"\n")
 }
