@@ -87,7 +87,12 @@ fn check(course: &Course, step: &Step, exercises: &[&Exercise]) -> Result<bool> 
         Ran::Checked(results) => {
             for exercise in exercises {
                 let verdict = results.iter().find(|(test, _)| *test == exercise.test());
-                let Some((_, verdict)) = verdict else { continue };
+                let Some((_, verdict)) = verdict else {
+                    let missing = format!("the check {} did not run", exercise.test());
+                    println!("{}: {}", step.folder, Style::Warning.paint(&missing));
+                    all_passed = false;
+                    continue;
+                };
                 show(step, exercise, verdict);
                 let (outcome, hint) = match verdict {
                     Verdict::Passed => (Outcome::Passed, None),

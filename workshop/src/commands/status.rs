@@ -65,13 +65,9 @@ fn welcome(course: &Course) {
          cargo workshop              where you are, and what to do next"
     );
     if !course.has_git() {
-        println!(
-            "\n{}",
-            Style::Warning.paint(
-                "This copy has no git history (a zip download?), so `reset` and `solution` \
-                 cannot know how the steps were shipped. Record it now, before you change \
-                 anything: cargo workshop init"
-            )
-        );
+        let warning = "This copy has no git history (a zip download?), so `reset` and \
+                       `solution` cannot know how the steps were shipped. Record it now, \
+                       before you change anything: cargo workshop init";
+        print!("\n{}", Style::Warning.paint(&terminal::wrap(warning, "", 78)));
     }
 }
