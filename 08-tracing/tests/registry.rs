@@ -666,3 +666,33 @@ async fn a_check_shows_a_health_answer_and_nothing_of_any_other_page() {
         assert_eq!(output, format!("HTTP GET {url}/healthz: 200 OK Output: {shown}"));
     }
 }
+
+#[actix_web::test]
+async fn a_check_that_is_redirected_is_critical_and_goes_no_further() {
+    let registry = start_registry();
+    let elsewhere = page("application/health+json", r#"{"status":"pass"}"#);
+    let location = format!("{elsewhere}/metrics");
+    let instance = start(move |listener| {
+        step08_tracing::serve(listener, move |routes| {
+            let location = location.clone();
+            routes.default_service(web::to(move || {
+                let location = location.clone();
+                async move { HttpResponse::Found().insert_header(("Location", location)).finish() }
+            }));
+        })
+    });
+    let port: u16 = instance.rsplit(':').next().unwrap().parse().unwrap();
+    let check = json!({ "HTTP": format!("{instance}/healthz"), "Interval": "100ms" });
+    assert_eq!(register(&registry, service2(port, check)).await.status, StatusCode::OK);
+    let deadline = Instant::now() + PATIENCE;
+    let check = loop {
+        let check = health(&registry, "service2").await.json()[0]["Checks"][0].clone();
+        if check["Output"].as_str().is_some_and(|output| !output.is_empty()) {
+            break check;
+        }
+        assert!(Instant::now() < deadline, "never checked: {check}");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(check["Status"], "critical");
+    assert_eq!(check["Output"], format!("HTTP GET {instance}/healthz: 302 Found Output: "));
+}

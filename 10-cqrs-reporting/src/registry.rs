@@ -497,7 +497,9 @@ impl Instance {
 }
 
 async fn sweep(registry: Arc<Registry>) {
-    let client = crate::http_client();
+    // Each check has its own timeout. A redirect is not followed: it would
+    // let an instance send its check anywhere, past `calls_the_instance`.
+    let client = awc::Client::builder().disable_timeout().disable_redirects().finish();
     let mut ticks = actix_web::rt::time::interval(SWEEP_EVERY);
     loop {
         ticks.tick().await;
