@@ -1,10 +1,16 @@
 //! A trace viewer for the workshop, when Jaeger (Docker) is not at hand:
-//! it receives the steps' spans over OTLP on 4318 and shows each trace as a
-//! waterfall, in the terminal and on a page on 16686, Jaeger's ports.
+//! it receives the steps' spans over OTLP on 4318 (`otlp.rs`), keeps the
+//! last traces (`store.rs`, `span.rs`), prints each as a waterfall in its
+//! terminal (`waterfall.rs`), and shows them on a page on 16686, Jaeger's
+//! ports, as Jaeger's screens do: a time line per trace (`timeline.rs`) and
+//! a graph of who calls whom (`graph.rs`), on a page that updates itself
+//! (`web.rs`).
 
+pub mod graph;
 pub mod otlp;
 pub mod span;
 pub mod store;
+pub mod timeline;
 pub mod waterfall;
 pub mod web;
 

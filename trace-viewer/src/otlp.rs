@@ -9,10 +9,9 @@ use actix_web::{HttpRequest, HttpResponse};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use prost::Message;
 
-use crate::span::{self, MAX_TEXT, Received, Refused, printable};
+use crate::span::{self, Received, Refused};
 use crate::store::Store;
 
 /// Largest export accepted: a collector's usual 4 MiB, far above a batch
@@ -75,15 +74,11 @@ fn receive_spans(export: ExportTraceServiceRequest) -> (Vec<Received>, Vec<Refus
     let (mut received, mut refused) = (Vec::new(), Vec::new());
     for resource_spans in export.resource_spans {
         let resource = resource_spans.resource.unwrap_or_default();
-        let service = resource
-            .attributes
-            .iter()
-            .find(|attribute| attribute.key == "service.name")
-            .and_then(|attribute| attribute.value.as_ref()?.value.as_ref())
-            .map_or("unknown".to_string(), |value| match value {
-                Value::StringValue(name) => printable(name, MAX_TEXT),
-                other => printable(&format!("{other:?}"), MAX_TEXT),
-            });
+        let service = resource.attributes.iter().find(|attribute| attribute.key == "service.name");
+        let service = match service.map(|attribute| span::value(attribute.value.as_ref())) {
+            Some(name) if !name.is_empty() => name,
+            _ => "unknown".to_string(),
+        };
         for span in resource_spans.scope_spans.into_iter().flat_map(|scope| scope.spans) {
             match span::receive(span, &service) {
                 Ok(span) => received.push(span),

@@ -6,11 +6,15 @@
 
 use std::fmt::{self, Write};
 
+use opentelemetry_proto::tonic::common::v1::AnyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span as OtlpSpan;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 
-/// Events kept per span; more are counted, not kept.
+/// Events and attributes kept per span; more are counted, not kept.
 pub const MAX_EVENTS: usize = 50;
+pub const MAX_ATTRIBUTES: usize = 32;
 /// Bytes kept of a name or an event (a clipped text ends in `…`).
 pub const MAX_TEXT: usize = 200;
 
@@ -22,14 +26,22 @@ pub struct Span {
     /// Empty for a root span.
     pub parent_span_id: String,
     pub name: String,
+    /// `server` (a request served), `client` (a call made), `internal`, …
+    pub kind: &'static str,
     /// Unix nanoseconds.
     pub start: u64,
     pub end: u64,
     pub error: bool,
+    /// What went wrong, if the sender said.
+    pub status: String,
+    /// What it was about (`http.route`, `http.response.status_code`, …),
+    /// Jaeger's *Tags*: name and value.
+    pub attributes: Vec<(String, String)>,
     /// What happened inside it (a breaker's decision, a cache hit): when, and what.
     pub events: Vec<(u64, String)>,
-    /// Events it came with over `MAX_EVENTS`.
+    /// Events and attributes it came with over `MAX_EVENTS` and `MAX_ATTRIBUTES`.
     pub dropped_events: usize,
+    pub dropped_attributes: usize,
 }
 
 impl Span {
@@ -37,12 +49,16 @@ impl Span {
     /// the store counts against its bounds. A one-letter event takes 64
     /// bytes, not one.
     pub fn bytes(&self) -> usize {
-        let texts = [&self.service, &self.span_id, &self.parent_span_id, &self.name];
+        let texts = [&self.service, &self.span_id, &self.parent_span_id, &self.name, &self.status];
         let texts = texts.iter().map(|text| allocation(text.len()));
         let events = self.events.iter().map(|(_, event)| allocation(event.len()));
         let events =
             allocation(self.events.len() * size_of::<(u64, String)>()) + events.sum::<usize>();
-        size_of::<Span>() + texts.sum::<usize>() + events
+        let attributes =
+            self.attributes.iter().map(|(k, v)| allocation(k.len()) + allocation(v.len()));
+        let attributes = allocation(self.attributes.len() * size_of::<(String, String)>())
+            + attributes.sum::<usize>();
+        size_of::<Span>() + texts.sum::<usize>() + events + attributes
     }
 }
 
@@ -88,22 +104,58 @@ pub fn receive(span: OtlpSpan, service: &str) -> Result<Received, Refused> {
     if !span.parent_span_id.is_empty() && !valid(&span.parent_span_id, 8) {
         return Err(Refused::ParentSpanId { bytes: span.parent_span_id.len() });
     }
-    let error = span.status.as_ref().is_some_and(|s| s.code() == StatusCode::Error);
+    let (error, kind) =
+        (span.status.as_ref().is_some_and(|s| s.code() == StatusCode::Error), span.kind());
+    let status = span.status.as_ref().map_or(String::new(), |s| printable(&s.message, MAX_TEXT));
     let dropped_events = span.events.len().saturating_sub(MAX_EVENTS);
     let events = span.events.into_iter().take(MAX_EVENTS);
     let events = events.map(|e| (e.time_unix_nano, printable(&e.name, MAX_TEXT))).collect();
+    let dropped_attributes = span.attributes.len().saturating_sub(MAX_ATTRIBUTES);
+    let attributes = span.attributes.iter().take(MAX_ATTRIBUTES);
+    let attributes = attributes.map(|a| (printable(&a.key, MAX_TEXT), value(a.value.as_ref())));
     let kept = Span {
         service: service.to_string(),
         span_id: hex(&id),
         parent_span_id: hex(&span.parent_span_id),
         name: printable(&span.name, MAX_TEXT),
+        kind: kind_name(kind),
         start: span.start_time_unix_nano,
         end: span.end_time_unix_nano.max(span.start_time_unix_nano),
         error,
+        status,
+        attributes: attributes.collect(),
         events,
         dropped_events,
+        dropped_attributes,
     };
     Ok(Received { trace_id: hex(&span.trace_id), id: u64::from_be_bytes(id), span: kept })
+}
+
+fn kind_name(kind: SpanKind) -> &'static str {
+    match kind {
+        SpanKind::Server => "server",
+        SpanKind::Client => "client",
+        SpanKind::Producer => "producer",
+        SpanKind::Consumer => "consumer",
+        SpanKind::Internal | SpanKind::Unspecified => "internal",
+    }
+}
+
+/// An attribute's value as text: a list or a map says how long it is
+/// rather than what it holds, which may be anything up to a post's size.
+pub fn value(value: Option<&AnyValue>) -> String {
+    match value.and_then(|value| value.value.as_ref()) {
+        Some(Value::StringValue(text)) => printable(text, MAX_TEXT),
+        Some(Value::BoolValue(boolean)) => boolean.to_string(),
+        Some(Value::IntValue(integer)) => integer.to_string(),
+        Some(Value::DoubleValue(double)) => double.to_string(),
+        Some(Value::ArrayValue(array)) => format!("[{} values]", array.values.len()),
+        Some(Value::KvlistValue(map)) => format!("{{{} keys}}", map.values.len()),
+        Some(Value::BytesValue(bytes)) => format!("{} bytes", bytes.len()),
+        // A reference into a dictionary the sender did not send here.
+        Some(Value::StringValueStrindex(index)) => format!("string #{index}"),
+        None => String::new(),
+    }
 }
 
 /// What the allocator takes for `bytes` (glibc's malloc: 8 bytes more,

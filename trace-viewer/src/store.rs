@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use crate::span::Span;
-use crate::span::{MAX_EVENTS, Received};
+use crate::span::{MAX_ATTRIBUTES, MAX_EVENTS, Received};
 
 /// Spans kept per trace; more are counted, not kept.
 pub const MAX_SPANS: usize = 1000;
@@ -30,8 +30,9 @@ pub struct Dropped {
     pub duplicates: usize,
     /// Spans over `MAX_SPANS` or `MAX_TRACE_BYTES`.
     pub over_limit: usize,
-    /// Events over a span's `MAX_EVENTS`.
+    /// Events and attributes over a span's `MAX_EVENTS` and `MAX_ATTRIBUTES`.
     pub events: usize,
+    pub attributes: usize,
 }
 
 impl Dropped {
@@ -43,6 +44,7 @@ impl Dropped {
         self.duplicates += other.duplicates;
         self.over_limit += other.over_limit;
         self.events += other.events;
+        self.attributes += other.attributes;
     }
 }
 
@@ -63,6 +65,10 @@ impl fmt::Display for Dropped {
         if self.events > 0 {
             let n = self.events;
             parts.push(format!("{n} event{} over a span's {MAX_EVENTS}", plural(n)));
+        }
+        if self.attributes > 0 {
+            let n = self.attributes;
+            parts.push(format!("{n} attribute{} over a span's {MAX_ATTRIBUTES}", plural(n)));
         }
         write!(f, "{}", parts.join(", "))
     }
@@ -96,6 +102,8 @@ pub struct Store {
     dropped: Dropped,
     /// Spans refused since the viewer started (their ids were not ids).
     refused: usize,
+    /// One more at every post: a page that saw this version has nothing new to fetch.
+    version: u64,
 }
 
 /// The traces kept at one moment, to render without holding the store.
@@ -107,22 +115,28 @@ pub struct Snapshot {
     pub dropped: Dropped,
     /// Spans refused since the viewer started.
     pub refused: usize,
+    pub version: u64,
 }
 
 impl Store {
     pub fn new(keep: usize) -> Store {
         let dropped = Dropped::default();
-        Store { keep: keep.max(1), traces: VecDeque::new(), bytes: 0, dropped, refused: 0 }
+        let traces = VecDeque::new();
+        Store { keep: keep.max(1), traces, bytes: 0, dropped, refused: 0, version: 0 }
     }
 
     /// Counts spans refused before they reached the store.
     pub fn refused(&mut self, spans: usize) {
-        self.refused += spans;
+        if spans > 0 {
+            self.refused += spans;
+            self.version += 1;
+        }
     }
 
     /// Files each span under its trace, or counts it if the trace is full.
     pub fn add(&mut self, spans: Vec<Received>) {
         let now = Instant::now();
+        self.version += 1;
         for Received { trace_id, id, span } in spans {
             // The span, and its id in `span_ids`.
             let bytes = span.bytes() + 2 * size_of::<u64>();
@@ -135,7 +149,8 @@ impl Store {
             } else if trace.spans.len() == MAX_SPANS || trace.bytes + bytes > MAX_TRACE_BYTES {
                 dropped.over_limit = 1;
             } else {
-                dropped.events = span.dropped_events;
+                (dropped.events, dropped.attributes) =
+                    (span.dropped_events, span.dropped_attributes);
                 trace.started = trace.started.min(span.start);
                 trace.span_ids.insert(id);
                 trace.spans.push(span);
@@ -189,7 +204,9 @@ impl Store {
             self.traces.iter().map(|kept| kept.trace.clone()).enumerate().collect();
         traces.sort_by_key(|(arrived, trace)| std::cmp::Reverse((trace.started, *arrived)));
         let traces = traces.into_iter().map(|(_, trace)| trace).collect();
-        Snapshot { traces, keep: self.keep, dropped: self.dropped, refused: self.refused }
+        let (keep, dropped, refused, version) =
+            (self.keep, self.dropped, self.refused, self.version);
+        Snapshot { traces, keep, dropped, refused, version }
     }
 
     /// Traces with spans the terminal has not shown, and no new span for

@@ -1,7 +1,7 @@
-//! A trace as text, the way Jaeger draws it: one line per span, under its
-//! parent, with a bar for when it ran, scaled to the whole trace; its events
-//! under it. The terminal and the page show the same text, bounded in
-//! bytes whatever the trace: indentation, each line, and the whole.
+//! A trace as text, for the terminal, the way Jaeger draws it: one line per
+//! span, under its parent, with a bar for when it ran, scaled to the whole
+//! trace; its events under it. Bounded in bytes whatever the trace:
+//! indentation, each line, and the whole.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};

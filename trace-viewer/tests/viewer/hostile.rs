@@ -3,48 +3,12 @@
 //! memory with its ids, or print a terminal command; and what is not kept
 //! is said where the trace is shown.
 
-use std::process::Stdio;
-use std::time::Instant;
-
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
-use opentelemetry_proto::tonic::trace::v1::span::Event;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use trace_viewer::store::{MAX_STORE_BYTES, MAX_TRACE_BYTES};
 use trace_viewer::waterfall::{MAX_INDENT, MAX_TEXT_BYTES};
 use trace_viewer::web::MAX_PAGE_BYTES;
 
 use super::*;
-
-/// A chain of `spans` spans, each the child of the one before, with
-/// `events` one-letter events each: about 764 KB for 1,000 and 50.
-fn chain(trace_id: [u8; 16], spans: u64, events: u64) -> Vec<OtlpSpan> {
-    let span = |n: u64| OtlpSpan {
-        trace_id: trace_id.to_vec(),
-        span_id: (n + 1).to_be_bytes().to_vec(),
-        parent_span_id: if n == 0 { vec![] } else { n.to_be_bytes().to_vec() },
-        name: "GET /chain".into(),
-        start_time_unix_nano: 1_000 * n,
-        end_time_unix_nano: 1_000 * (2 * spans - n),
-        events: (0..events)
-            .map(|k| Event { time_unix_nano: 1_000 * n + k, name: "x".into(), ..Event::default() })
-            .collect(),
-        ..OtlpSpan::default()
-    };
-    (0..spans).map(span).collect()
-}
-
-/// One span of its own trace, named `name`, with one event `event`.
-fn one_span(trace_id: [u8; 16], span_id: u64, name: &str, event: &str) -> OtlpSpan {
-    OtlpSpan {
-        trace_id: trace_id.to_vec(),
-        span_id: span_id.to_be_bytes().to_vec(),
-        name: name.into(),
-        start_time_unix_nano: 1_000,
-        end_time_unix_nano: 9_000,
-        events: vec![Event { time_unix_nano: 2_000, name: event.into(), ..Event::default() }],
-        ..OtlpSpan::default()
-    }
-}
 
 #[actix_web::test]
 async fn a_chain_of_a_thousand_spans_makes_a_page_and_a_text_of_bounded_size() {
@@ -124,7 +88,7 @@ async fn ids_that_are_not_16_or_8_bytes_are_refused() {
     let kept: Vec<&str> = snapshot.traces.iter().map(|trace| trace.id.as_str()).collect();
     assert_eq!(kept, ["04".repeat(16)]);
     let page = viewer.page().await;
-    assert!(page.contains("Refused (ids that are not ids): 3 spans."), "{page}");
+    assert!(page.contains("; 3 spans refused (ids that are not ids)."), "{page}");
 }
 
 #[actix_web::test]

@@ -1,8 +1,11 @@
 //! The viewer as a learner meets it: step 08's real binary sends it spans,
 //! and its page shows the trace; broken bodies are refused; memory is bounded.
-//! What a hostile sender can do to it: `hostile.rs`.
+//! What a hostile sender can do to it: `hostile.rs`; the page, as Jaeger's
+//! screens: `page.rs`, and in a real browser, `browser.rs`.
 
+mod browser;
 mod hostile;
+mod page;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -15,8 +18,10 @@ use actix_web::web::Data;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::Event;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as OtlpSpan};
 use prost::Message;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use trace_viewer::store::{MAX_SPANS, Span, Store};
 
 /// The longest any test waits for something to happen.
@@ -104,18 +109,19 @@ fn free_ports(n: usize) -> Vec<u16> {
     held.iter().map(|listener| listener.local_addr().unwrap().port()).collect()
 }
 
-/// GETs the gateway's /api/service1/; the status and the trace id answered.
-async fn through_gateway(gateway: &str) -> Option<(StatusCode, String)> {
+/// GETs `path` through the gateway; the status and the trace id answered.
+async fn through_gateway(gateway: &str, path: &str) -> Option<(StatusCode, String)> {
     let request =
-        awc::Client::default().get(format!("{gateway}/api/service1/")).bearer_auth("workshop-key");
+        awc::Client::default().get(format!("{gateway}{path}")).bearer_auth("workshop-key");
     let response = request.send().await.ok()?;
     let trace_id = response.headers().get("x-trace-id")?.to_str().ok()?.to_string();
     Some((response.status(), trace_id))
 }
 
-#[actix_web::test]
-async fn a_request_through_step_08_is_one_trace_on_the_page() {
-    let viewer = start_viewer(100);
+/// Step 08's real binary, on free ports, sending its spans to `viewer`
+/// every 50 ms (instead of 5 s); ready once the registry says service1 and
+/// service2 pass their checks, which traces nothing. Its gateway's URL.
+async fn start_step08(viewer: &Viewer) -> (tokio::process::Child, String) {
     let ports = free_ports(4);
     let mut step = tokio::process::Command::new(step08_binary())
         .env_remove("BIND_HOST")
@@ -126,35 +132,51 @@ async fn a_request_through_step_08_is_one_trace_on_the_page() {
         .env("SERVICE2_PORT", ports[3].to_string())
         .env("OTEL_SDK_DISABLED", "false")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &viewer.otlp_url)
-        // Batches every 50 ms instead of every 5 s.
         .env("OTEL_BSP_SCHEDULE_DELAY", "50")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let gateway = format!("http://127.0.0.1:{}", ports[1]);
-
-    // Ready once a call through the gateway reaches service2.
-    let deadline = Instant::now() + PATIENCE;
-    while !matches!(through_gateway(&gateway).await, Some((StatusCode::OK, _))) {
-        assert!(Instant::now() < deadline, "step 08 never answered through the gateway");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut lines = BufReader::new(step.stdout.take().unwrap()).lines();
+    let mut waiting: Vec<String> = [("service1", ports[2]), ("service2", ports[3])]
+        .iter()
+        .map(|(service, port)| format!("check service:{service}-127.0.0.1-{port} is now passing"))
+        .collect();
+    let (deadline, mut printed) = (Instant::now() + PATIENCE, String::new());
+    while !waiting.is_empty() {
+        let line = tokio::time::timeout_at(deadline.into(), lines.next_line()).await;
+        let Ok(Ok(Some(line))) = line else { panic!("step 08 never got ready:\n{printed}") };
+        waiting.retain(|wanted| !line.contains(wanted.as_str()));
+        printed += &line;
+        printed.push('\n');
     }
-    let (status, trace_id) = through_gateway(&gateway).await.unwrap();
+    // Its output read on, or the step would wait on a full pipe.
+    actix_web::rt::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (step, format!("http://127.0.0.1:{}", ports[1]))
+}
+
+/// Whether a trace through the gateway to service1 holds everything up to
+/// service2's two answers and the gateway's own span, which ends last.
+fn whole(spans: &[Span]) -> bool {
+    let of = |service: &'static str| spans.iter().filter(move |span| span.service == service);
+    of("service2").count() == 2
+        && of("gateway").any(|span| span.parent_span_id.is_empty())
+        && of("service1").any(|span| span.name == "GET /{any:.*}")
+}
+
+#[actix_web::test]
+async fn a_request_through_step_08_is_one_trace_on_the_page() {
+    let viewer = start_viewer(100);
+    let (mut step, gateway) = start_step08(&viewer).await;
+    let (status, trace_id) = through_gateway(&gateway, "/api/service1/").await.unwrap();
     assert_eq!(status, StatusCode::OK);
+    let spans = viewer.trace(&trace_id, whole).await;
 
     let of = |spans: &[Span], service: &str| -> Vec<Span> {
         spans.iter().filter(|span| span.service == service).cloned().collect()
     };
-    let spans = viewer
-        .trace(&trace_id, |spans| {
-            of(spans, "service2").len() == 2
-                && of(spans, "gateway").iter().any(|span| span.parent_span_id.is_empty())
-                && of(spans, "service1").iter().any(|span| span.name == "GET /{any:.*}")
-        })
-        .await;
     let child_of = |parent: &Span, service: &str, name: &str| -> Vec<Span> {
         let children = spans.iter().filter(|span| span.parent_span_id == parent.span_id);
         children.filter(|span| span.service == service && span.name == name).cloned().collect()
@@ -179,7 +201,7 @@ async fn a_request_through_step_08_is_one_trace_on_the_page() {
     assert!(events.iter().any(|event| event.contains("lets the call through")), "{events:?}");
 
     let page = viewer.page().await;
-    assert!(page.contains(&format!("<pre id=\"{trace_id}\">trace {trace_id}: ")), "{page}");
+    assert!(page.contains(&format!("<article class=\"trace\" id=\"{trace_id}\">")), "{page}");
     assert!(page.contains("gateway → service1: "), "{page}");
     assert!(page.contains("service1 → service2: "), "{page}");
     assert!(page.contains("GET /{any:.*}"), "{page}");
@@ -224,6 +246,37 @@ fn export_spans(service: &str, spans: Vec<OtlpSpan>) -> Vec<u8> {
     ExportTraceServiceRequest { resource_spans: vec![resource_spans] }.encode_to_vec()
 }
 
+/// A chain of `spans` spans, each the child of the one before, with
+/// `events` one-letter events each: about 764 KB for 1,000 and 50.
+pub(crate) fn chain(trace_id: [u8; 16], spans: u64, events: u64) -> Vec<OtlpSpan> {
+    let span = |n: u64| OtlpSpan {
+        trace_id: trace_id.to_vec(),
+        span_id: (n + 1).to_be_bytes().to_vec(),
+        parent_span_id: if n == 0 { vec![] } else { n.to_be_bytes().to_vec() },
+        name: "GET /chain".into(),
+        start_time_unix_nano: 1_000 * n,
+        end_time_unix_nano: 1_000 * (2 * spans - n),
+        events: (0..events)
+            .map(|k| Event { time_unix_nano: 1_000 * n + k, name: "x".into(), ..Event::default() })
+            .collect(),
+        ..OtlpSpan::default()
+    };
+    (0..spans).map(span).collect()
+}
+
+/// One span of its own trace, named `name`, with one event `event`.
+pub(crate) fn one_span(trace_id: [u8; 16], span_id: u64, name: &str, event: &str) -> OtlpSpan {
+    OtlpSpan {
+        trace_id: trace_id.to_vec(),
+        span_id: span_id.to_be_bytes().to_vec(),
+        name: name.into(),
+        start_time_unix_nano: 1_000,
+        end_time_unix_nano: 9_000,
+        events: vec![Event { time_unix_nano: 2_000, name: event.into(), ..Event::default() }],
+        ..OtlpSpan::default()
+    }
+}
+
 const PROTOBUF: &str = "application/x-protobuf";
 
 #[actix_web::test]
@@ -245,7 +298,9 @@ async fn a_broken_body_is_refused_and_the_viewer_keeps_receiving() {
     let (status, _) = viewer.post(PROTOBUF, export("service<9>", &[[7; 16]], 1)).await;
     assert_eq!(status, StatusCode::OK);
     let page = viewer.page().await;
-    assert!(page.contains(&format!("trace {}: 1 spans", "07".repeat(16))), "{page}");
+    let id = "07".repeat(16);
+    assert!(page.contains(&format!("<article class=\"trace\" id=\"{id}\">")), "{page}");
+    assert!(page.contains("<span class=\"facts\">1 spans · 500µs</span>"), "{page}");
     assert!(page.contains("service&lt;9&gt;") && page.contains("GET /0 &lt;b&gt;"), "{page}");
     assert!(!page.contains("<b>"), "{page}");
 }
