@@ -22,7 +22,7 @@ struct Options {
     #[arg(long, env = "TRACE_VIEWER_UI_PORT", default_value_t = 16686)]
     ui_port: u16,
 
-    /// How many traces to keep in memory; the oldest goes first
+    /// How many traces to keep in memory (32 MiB of them at most); the oldest goes first
     #[arg(long, env = "TRACE_VIEWER_KEEP", default_value_t = 100,
           value_parser = clap::value_parser!(u16).range(1..=10_000))]
     keep: u16,
