@@ -66,59 +66,69 @@ fn check(course: &Course, step: &Step, exercises: &[&Exercise]) -> Result<bool> 
     println!("{}", Style::Dim.paint(&format!("Checking {} {which}...", step.folder)));
     let ran = checks::run(step, exercises)?;
     let mut progress = Progress::load(course);
-    let mut all_passed = true;
-    match ran {
-        Ran::DoesNotBuild(error) => {
-            println!(
-                "\n{}\n\n{error}\n",
-                Style::Failure.paint(&format!("{} does not build:", step.folder))
-            );
-            let first = error.lines().next().unwrap_or_default();
-            for exercise in exercises {
-                progress.checked(
-                    step,
-                    exercise,
-                    Outcome::Failed,
-                    Some(format!("does not build: {first}")),
-                );
-            }
-            all_passed = false;
-        }
-        Ran::Checked(results) => {
-            for exercise in exercises {
-                let verdict = results.iter().find(|(test, _)| *test == exercise.test());
-                let Some((_, verdict)) = verdict else {
-                    let missing = format!("the check {} did not run", exercise.test());
-                    println!("{}: {}", step.folder, Style::Warning.paint(&missing));
-                    all_passed = false;
-                    continue;
-                };
-                show(step, exercise, verdict);
-                let (outcome, hint) = match verdict {
-                    Verdict::Passed => (Outcome::Passed, None),
-                    Verdict::Failed { message, .. } => {
-                        all_passed = false;
-                        (Outcome::Failed, message.lines().next().map(str::to_string))
-                    }
-                };
-                progress.checked(step, exercise, outcome, hint);
-            }
-        }
-    }
+    let all_passed = match ran {
+        Ran::DoesNotBuild(error) => does_not_build(&mut progress, step, exercises, &error),
+        Ran::Checked(results) => checked(&mut progress, step, exercises, &results),
+    };
     progress.save()?;
     if all_passed {
         match progress.next(course) {
-            Some((step, exercise)) => println!(
-                "Next: exercise {} of {}: {}",
-                exercise.label(),
-                step.folder,
-                Style::Bold
-                    .paint(&format!("cargo workshop check {} {}", step.number, exercise.number))
-            ),
+            Some((step, exercise)) => {
+                let command = format!("cargo workshop check {} {}", step.number, exercise.number);
+                let next = format!("exercise {} of {}", exercise.label(), step.folder);
+                println!("Next: {next}: {}", Style::Bold.paint(&command));
+            }
             None => println!("Every exercise's check passes. Well done!"),
         }
     }
     Ok(all_passed)
+}
+
+/// The step did not compile: every check it was to run fails, with the
+/// compiler's first error as what it says.
+fn does_not_build(
+    progress: &mut Progress,
+    step: &Step,
+    exercises: &[&Exercise],
+    error: &str,
+) -> bool {
+    let title = format!("{} does not build:", step.folder);
+    println!("\n{}\n\n{error}\n", Style::Failure.paint(&title));
+    let first = error.lines().next().unwrap_or_default();
+    for exercise in exercises {
+        let hint = Some(format!("does not build: {first}"));
+        progress.checked(step, exercise, Outcome::Failed, hint);
+    }
+    false
+}
+
+/// Shows and records each check's verdict; true if all passed.
+fn checked(
+    progress: &mut Progress,
+    step: &Step,
+    exercises: &[&Exercise],
+    results: &[(String, Verdict)],
+) -> bool {
+    let mut all_passed = true;
+    for exercise in exercises {
+        let verdict = results.iter().find(|(test, _)| *test == exercise.test());
+        let Some((_, verdict)) = verdict else {
+            let missing = format!("the check {} did not run", exercise.test());
+            println!("{}: {}", step.folder, Style::Warning.paint(&missing));
+            all_passed = false;
+            continue;
+        };
+        show(step, exercise, verdict);
+        let (outcome, hint) = match verdict {
+            Verdict::Passed => (Outcome::Passed, None),
+            Verdict::Failed { message, .. } => {
+                all_passed = false;
+                (Outcome::Failed, message.lines().next().map(str::to_string))
+            }
+        };
+        progress.checked(step, exercise, outcome, hint);
+    }
+    all_passed
 }
 
 fn show(step: &Step, exercise: &Exercise, verdict: &Verdict) {
