@@ -18,9 +18,13 @@ pub struct Changed<'c> {
 }
 
 impl Changed<'_> {
-    /// How many files the change touches, for the question before a reset.
-    pub fn files(&self) -> usize {
-        self.patch.lines().filter(|line| line.starts_with("diff --git ")).count()
+    /// How many files the change touches, in words, for the question
+    /// before a reset.
+    pub fn files(&self) -> String {
+        match self.patch.lines().filter(|line| line.starts_with("diff --git ")).count() {
+            1 => "1 file changed".to_string(),
+            count => format!("{count} files changed"),
+        }
     }
 }
 

@@ -40,7 +40,7 @@ pub fn run(course: &Course, args: Args) -> Result<ExitCode> {
     }
     let listed: Vec<String> = changed
         .iter()
-        .map(|change| format!("{} ({} files changed)", change.step.folder, change.files()))
+        .map(|change| format!("{} ({})", change.step.folder, change.files()))
         .collect();
     let question = format!(
         "Put {} back as shipped? Your changes are saved as a patch first.",

@@ -67,7 +67,7 @@ fn apply(
         }
         false => format!(
             "Apply the reference solution of {} exercise {}? The step is put back as shipped \
-             first, your changes ({} files) saved as a patch.",
+             first, your changes ({}) saved as a patch.",
             step.folder,
             exercise.number,
             changed[0].files()
