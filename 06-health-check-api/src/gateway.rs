@@ -8,8 +8,7 @@
 use std::fmt::Write as _;
 use std::io;
 use std::net::TcpListener;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
@@ -65,14 +64,13 @@ struct Gateway {
     api_key: String,
     discovery: Discovery,
     max_body_bytes: u64,
-    catalog: Catalog,
 }
 
 pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     let api_key = choose_api_key(&listener, options.api_key)?;
     let discovery = Discovery::new(options.registration.registry_url, options.upstream_timeout);
-    let (max_body_bytes, catalog) = (options.max_body_bytes, Catalog::default());
-    let gateway = web::Data::new(Gateway { api_key, discovery, max_body_bytes, catalog });
+    let gateway =
+        web::Data::new(Gateway { api_key, discovery, max_body_bytes: options.max_body_bytes });
     crate::serve(listener, move |routes| {
         routes.app_data(web::Data::new(crate::http_client())).app_data(gateway.clone());
         // Health is for the registry and operators: no API key needed.
@@ -369,36 +367,13 @@ async fn find_instance(
     if gateway.discovery.listed_lately(name) {
         return Err(problem);
     }
-    let registered = gateway.catalog.names(&gateway.discovery, client).await?;
+    let registered = gateway.discovery.services(client).await?;
     if registered.iter().any(|service| service == name) {
         return Err(problem);
     }
     let registered = registered.join(", ");
     let detail = format!("no service named {name} is registered; registered: {registered}");
     Err(Problem::new(StatusCode::NOT_FOUND, detail))
-}
-
-/// The names the registry listed last, kept for a second, for the 404 of a
-/// name no instance has: clients asking for such names again and again cost
-/// the registry one call a second, not one each.
-#[derive(Default)]
-struct Catalog(Mutex<Option<(Instant, Vec<String>)>>);
-
-impl Catalog {
-    async fn names(
-        &self,
-        discovery: &Discovery,
-        client: &awc::Client,
-    ) -> Result<Vec<String>, Problem> {
-        if let Some((at, names)) = &*self.0.lock().expect("catalog")
-            && at.elapsed() < Duration::from_secs(1)
-        {
-            return Ok(names.clone());
-        }
-        let names = discovery.services(client).await?;
-        *self.0.lock().expect("catalog") = Some((Instant::now(), names.clone()));
-        Ok(names)
-    }
 }
 
 /// Sends the client's request on as `outgoing`, through `service`'s one

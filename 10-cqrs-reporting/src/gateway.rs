@@ -72,16 +72,14 @@ struct Gateway {
     discovery: Discovery,
     max_body_bytes: u64,
     last_answers: LastAnswers,
-    catalog: Catalog,
 }
 
 pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     let api_key = choose_api_key(&listener, options.api_key)?;
     let discovery = Discovery::new(options.registration.registry_url, options.upstream_timeout);
-    let (last_answers, catalog) = (LastAnswers::default(), Catalog::default());
+    let last_answers = LastAnswers::default();
     let max_body_bytes = options.max_body_bytes;
-    let gateway =
-        web::Data::new(Gateway { api_key, discovery, max_body_bytes, last_answers, catalog });
+    let gateway = web::Data::new(Gateway { api_key, discovery, max_body_bytes, last_answers });
     let breakers = web::Data::new(Breakers::new(options.breaker));
     crate::serve(listener, move |routes| {
         routes.app_data(web::Data::new(crate::http_client())).app_data(gateway.clone());
@@ -443,36 +441,13 @@ async fn find_instance(
     if gateway.discovery.listed_lately(name) {
         return Err(problem);
     }
-    let registered = gateway.catalog.names(&gateway.discovery, client).await?;
+    let registered = gateway.discovery.services(client).await?;
     if registered.iter().any(|service| service == name) {
         return Err(problem);
     }
     let registered = registered.join(", ");
     let detail = format!("no service named {name} is registered; registered: {registered}");
     Err(Problem::new(StatusCode::NOT_FOUND, detail))
-}
-
-/// The names the registry listed last, kept for a second, for the 404 of a
-/// name no instance has: clients asking for such names again and again cost
-/// the registry one call a second, not one each.
-#[derive(Default)]
-struct Catalog(Mutex<Option<(Instant, Vec<String>)>>);
-
-impl Catalog {
-    async fn names(
-        &self,
-        discovery: &Discovery,
-        client: &awc::Client,
-    ) -> Result<Vec<String>, Problem> {
-        if let Some((at, names)) = &*self.0.lock().expect("catalog")
-            && at.elapsed() < Duration::from_secs(1)
-        {
-            return Ok(names.clone());
-        }
-        let names = discovery.services(client).await?;
-        *self.0.lock().expect("catalog") = Some((Instant::now(), names.clone()));
-        Ok(names)
-    }
 }
 
 /// Sends the client's request on as `outgoing`, through `service`'s one
