@@ -10,6 +10,7 @@
 //! registry says of the instance; the registry's own metrics name the
 //! services they count `service_name`, so as not to clash with it.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -20,11 +21,12 @@ use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse, web};
 use awc::ClientResponse;
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, histogram};
+use metrics::{counter, describe_counter, describe_histogram, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 use tracing::warn;
 
+use crate::registry::Registry;
 use crate::{Breakers, CallError};
 
 /// Histogram buckets for durations, in seconds: fine below 10 ms, where
@@ -98,7 +100,6 @@ fn describe() {
     describe_counter!("upstream_requests_total", "Calls to other services, by how they ended.");
     describe_histogram!("upstream_request_duration_seconds", "Time a call to a service took.");
     describe_counter!("circuit_breaker_transitions_total", "Changes of state of each circuit.");
-    describe_gauge!("registry_instances", "Instances registered, by service and health.");
     describe_counter!("registry_checks_total", "Health checks run, by service and result.");
 }
 
@@ -109,8 +110,13 @@ pub fn init() {
 }
 
 /// `GET /metrics`: every metric of this process, in Prometheus's text format,
-/// and the state of each circuit of a service that has breakers.
-pub async fn metrics_page(breakers: Option<web::Data<Breakers>>) -> HttpResponse {
+/// and what exists now: the state of each circuit of a service that has
+/// breakers, and the registry's instances. Those are written at each scrape,
+/// not kept as gauges, so that a circuit or a service gone leaves no series.
+pub async fn metrics_page(
+    breakers: Option<web::Data<Breakers>>,
+    registry: Option<web::Data<Registry>>,
+) -> HttpResponse {
     let recorder = recorder();
     recorder.process.collect();
     // Keeps the histograms from growing between scrapes.
@@ -118,6 +124,9 @@ pub async fn metrics_page(breakers: Option<web::Data<Breakers>>) -> HttpResponse
     let mut page = recorder.prometheus.render();
     if let Some(breakers) = breakers {
         write_circuit_states(&mut page, &breakers.circuits());
+    }
+    if let Some(registry) = registry {
+        write_instance_counts(&mut page, &registry.instance_counts());
     }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(page)
 }
@@ -206,6 +215,22 @@ fn write_circuit_states(page: &mut String, circuits: &[(String, String, &str)]) 
             let value = u8::from(each == *state);
             let _ = writeln!(page, r#"circuit_breaker_state{{{labels},state="{each}"}} {value}"#);
         }
+    }
+    page.push('\n');
+}
+
+fn write_instance_counts(page: &mut String, counts: &BTreeMap<(String, &'static str), u32>) {
+    if counts.is_empty() {
+        return;
+    }
+    page.push_str("# HELP registry_instances Instances registered, by service and health.\n");
+    page.push_str("# TYPE registry_instances gauge\n");
+    for ((service, status), count) in counts {
+        let service = escape(service);
+        let _ = writeln!(
+            page,
+            r#"registry_instances{{service_name="{service}",status="{status}"}} {count}"#
+        );
     }
     page.push('\n');
 }

@@ -18,7 +18,7 @@
 //! For Prometheus it serves every instance, and itself, as HTTP service
 //! discovery targets (`/prometheus/targets`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{self, AssertUnwindSafe};
@@ -32,7 +32,7 @@ use actix_web::http::{StatusCode, Uri};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::web::{self, Bytes};
 use actix_web::{Error, FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder};
-use metrics::{counter, gauge};
+use metrics::counter;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
@@ -147,8 +147,6 @@ struct State {
     /// reader could see, so that a client can tell whether anything changed.
     index: u64,
     instances: BTreeMap<String, Instance>,
-    /// The (service, status) pairs last given to Prometheus.
-    counted: BTreeSet<(String, &'static str)>,
 }
 
 /// The registry's own address, for Prometheus.
@@ -249,7 +247,7 @@ impl Registry {
         let index =
             SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |t| t.as_millis() as u64);
         let instances = BTreeMap::new();
-        let state = State { index, instances, counted: BTreeSet::new() };
+        let state = State { index, instances };
         Registry { state: Mutex::new(state), acl_token }
     }
 
@@ -265,39 +263,18 @@ impl Registry {
     }
 
     /// How many instances of each service registered are in each status, as
-    /// Prometheus's `registry_instances` counts them.
+    /// Prometheus's `registry_instances` counts them: written at each scrape
+    /// (`monitoring.rs`), so that a service gone leaves no series behind.
     pub fn instance_counts(&self) -> BTreeMap<(String, &'static str), u32> {
         self.read(State::instance_counts)
     }
 
     fn write<R>(&self, change: impl FnOnce(&mut State) -> R) -> R {
-        let mut state = self.lock();
-        let before = state.index;
-        let result = change(&mut state);
-        if state.index != before {
-            state.count_instances();
-        }
-        result
+        change(&mut self.lock())
     }
 }
 
 impl State {
-    /// Tells Prometheus how many instances of each service are in each
-    /// status (`registry_instances`). A pair with none left is set to 0,
-    /// not left at its last count.
-    fn count_instances(&mut self) {
-        let counts = self.instance_counts();
-        for (service, status) in self.counted.iter().filter(|pair| !counts.contains_key(*pair)) {
-            gauge!("registry_instances", "service_name" => service.clone(), "status" => *status)
-                .set(0);
-        }
-        for ((service, status), count) in &counts {
-            gauge!("registry_instances", "service_name" => service.clone(), "status" => *status)
-                .set(*count);
-        }
-        self.counted = counts.into_keys().collect();
-    }
-
     /// How many instances of each service registered are in each status
     /// (all three, 0 included).
     fn instance_counts(&self) -> BTreeMap<(String, &'static str), u32> {

@@ -495,6 +495,15 @@ async fn a_service_given_the_registry_token_registers_and_deregisters() {
 }
 
 #[actix_web::test]
+async fn a_service_on_an_ipv6_address_registers_with_a_check_it_can_be_called_at() {
+    let registry = start_registry();
+    let options = registration_options(&registry, None);
+    let registered = Registration::new("service2", "[::1]:3003".parse().unwrap(), options).start();
+    wait_for_entries(&registry, "service2", 1).await;
+    registered.leave().await;
+}
+
+#[actix_web::test]
 async fn a_restarted_registry_sees_every_service_again_within_seconds() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
@@ -721,4 +730,29 @@ async fn a_check_that_is_redirected_is_critical_and_goes_no_further() {
     };
     assert_eq!(check["Status"], "critical");
     assert_eq!(check["Output"], format!("HTTP GET {instance}/healthz: 302 Found Output: "));
+}
+
+/// The registry's `/metrics` page, once `done` says it is as awaited.
+async fn metrics_until(registry: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let page = call("GET", &format!("{registry}/metrics"), None).await.body;
+        if done(&page) {
+            return page;
+        }
+        assert!(Instant::now() < deadline, "never as awaited: {page}");
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_service_gone_leaves_no_series_behind() {
+    let registry = start_registry();
+    let entry = json!({ "Name": "short-lived", "ID": "short-lived-1", "Check": { "TTL": "10s" } });
+    assert_eq!(register(&registry, entry).await.status, StatusCode::OK);
+    let series = r#"registry_instances{service_name="short-lived",status="critical"}"#;
+    metrics_until(&registry, |page| page.contains(&format!("{series} 1"))).await;
+
+    call("PUT", &format!("{registry}/v1/agent/service/deregister/short-lived-1"), None).await;
+    metrics_until(&registry, |page| !page.contains(r#"service_name="short-lived""#)).await;
 }
