@@ -77,6 +77,8 @@ impl Registration {
             address.ip().to_string()
         };
         let id = format!("{service}-{ip}-{}", address.port());
+        // An IPv6 address is written in brackets in a URL: http://[::1]:3003/.
+        let host = if ip.contains(':') { format!("[{ip}]") } else { ip.clone() };
         let entry = json!({
             "Name": service,
             "ID": id,
@@ -84,7 +86,7 @@ impl Registration {
             "Port": address.port(),
             "Check": {
                 "CheckID": format!("service:{id}"),
-                "HTTP": format!("http://{ip}:{}/healthz", address.port()),
+                "HTTP": format!("http://{host}:{}/healthz", address.port()),
                 "Interval": humantime::format_duration(options.check_interval).to_string(),
                 "Timeout": CHECK_TIMEOUT,
                 // An instance critical this long is surely gone: forget it.

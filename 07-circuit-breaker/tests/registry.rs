@@ -469,6 +469,15 @@ async fn a_service_given_the_registry_token_registers_and_deregisters() {
 }
 
 #[actix_web::test]
+async fn a_service_on_an_ipv6_address_registers_with_a_check_it_can_be_called_at() {
+    let registry = start_registry();
+    let options = registration_options(&registry, None);
+    let registered = Registration::new("service2", "[::1]:3003".parse().unwrap(), options).start();
+    wait_for_entries(&registry, "service2", 1).await;
+    registered.leave().await;
+}
+
+#[actix_web::test]
 async fn a_restarted_registry_sees_every_service_again_within_seconds() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
