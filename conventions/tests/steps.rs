@@ -92,12 +92,45 @@ fn every_step_has_the_same_layout() {
         for file in ["Cargo.toml", "README.md", "src/main.rs", "src/lib.rs"] {
             assert!(folder.join(file).is_file(), "{step} has no {file}: every step has one");
         }
-        let has_tests = fs::read_dir(folder.join("tests"))
-            .map(|entries| {
-                entries.filter_map(Result::ok).any(|e| e.path().extension() == Some("rs".as_ref()))
+    }
+}
+
+/// Each test program links the whole step and its dependencies again: two
+/// per step (its behaviour, and the exercises a learner runs by name), not
+/// one per file, keep a learner's disk and `cargo test` light.
+#[test]
+fn every_step_has_two_test_programs_and_every_test_file_is_in_one() {
+    for step in step_folders() {
+        let tests = workspace_root().join(&step).join("tests");
+        let mut programs: Vec<String> = fs::read_dir(&tests)
+            .unwrap_or_else(|e| panic!("{step}/tests/: {e}"))
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter_map(|path| {
+                let name = path.file_name()?.to_str()?.to_string();
+                match path.is_dir() {
+                    true => path.join("main.rs").is_file().then(|| format!("{name}/main.rs")),
+                    false => name.ends_with(".rs").then_some(name),
+                }
             })
-            .unwrap_or(false);
-        assert!(has_tests, "{step}/tests/ has no test file: every step tests its behaviour");
+            .collect();
+        programs.sort();
+        assert_eq!(
+            programs,
+            ["behaviour/main.rs", "exercises.rs"],
+            "{step}/tests/: a step has two test programs, behaviour/ (a module per file) and \
+             exercises.rs; a new test file goes into behaviour/ and its main.rs"
+        );
+        let main = read(&tests.join("behaviour/main.rs"));
+        for entry in fs::read_dir(tests.join("behaviour")).unwrap().filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Some(module) = name.strip_suffix(".rs").filter(|m| *m != "main") else { continue };
+            assert!(
+                main.lines().any(|line| line.trim() == format!("mod {module};")),
+                "{step}/tests/behaviour/{name} is not a module of main.rs (`mod {module};`), \
+                 so none of its tests runs"
+            );
+        }
     }
 }
 

@@ -1,0 +1,15 @@
+//! The behaviour of this step as its README describes it, as a client sees
+//! it: one test program for every file of this folder, so that the step is
+//! linked once for all of them (and once more for `exercises.rs`).
+//!
+//! ```sh
+//! cargo test -p step05-server-side-service-discovery --test behaviour
+//! ```
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod gateway;
+mod launcher;
+mod registry;
+mod services;

@@ -1,0 +1,234 @@
+//! What a client of step 06's services sees.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde_json::{Value, json};
+use step06_health_check_api::{registry, service2};
+use crate::support::{PATIENCE, get, header, nothing_listening, register_passing, start, start_service1};
+
+/// How long service1 gives service2 to answer here: not long.
+const SERVICE2_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// Starts a registry where each of `service2_urls` is a passing instance
+/// of service2, and service1 finding service2 there; returns service1's URL.
+async fn start_service1_with(service2_urls: &[&str]) -> String {
+    let registry_url = start(registry::server);
+    for service2_url in service2_urls {
+        register_passing(&registry_url, "service2", service2_url).await;
+    }
+    start_service1(&registry_url, SERVICE2_TIMEOUT)
+}
+
+/// How a stand-in for service2 answers every request.
+type FakeAnswer = fn() -> HttpResponse;
+
+/// Starts a stand-in for service2 that answers every request with `answer`.
+fn start_fake_service2(answer: FakeAnswer) -> String {
+    start(move |listener| {
+        step06_health_check_api::serve(listener, move |routes| {
+            routes.default_service(web::to(move || async move { answer() }));
+        })
+    })
+}
+
+#[actix_web::test]
+async fn service2_answers_its_name_on_any_path() {
+    let service2_url = start(service2::server);
+    let (status, _, body) = get(&format!("{service2_url}/a/b?c=d")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({ "name": "service 2" }));
+}
+
+#[actix_web::test]
+async fn service1_answers_what_service2_answers() {
+    let service1_url = start_service1_with(&[&start(service2::server)]).await;
+    for path in ["/", "/any/path"] {
+        let (status, content_type, body) = get(&format!("{service1_url}{path}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type, "application/json");
+        assert_eq!(body, json!({ "name": "service 2" }));
+    }
+}
+
+#[actix_web::test]
+async fn service2_down_is_a_502_naming_service2_and_its_url() {
+    let service2_url = nothing_listening();
+    let (status, content_type, problem) = get(&start_service1_with(&[&service2_url]).await).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(
+        problem,
+        json!({
+            "type": "about:blank",
+            "title": "Bad Gateway",
+            "status": 502,
+            "detail": format!("service2 at {service2_url} refused the connection: is it running?"),
+        })
+    );
+}
+
+#[actix_web::test]
+async fn service2_slower_than_the_timeout_is_a_504() {
+    // A listener that never accepts: the connection is made (the OS queues
+    // it), the request is sent, and no answer ever comes.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let service2_url = format!("http://{}", silent.local_addr().unwrap());
+    let (status, content_type, problem) = get(&start_service1_with(&[&service2_url]).await).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(
+        problem["detail"],
+        format!("service2 at {service2_url} did not answer within 300ms")
+    );
+}
+
+#[actix_web::test]
+async fn service2_answering_garbage_is_a_502() {
+    let cases: [(FakeAnswer, &str); 3] = [
+        (
+            || HttpResponse::Ok().content_type("text/html").body("<h1>hello</h1>"),
+            "answered something that is not JSON",
+        ),
+        (
+            || HttpResponse::Ok().content_type("application/json").body("{\"name\":"),
+            "answered something that is not JSON",
+        ),
+        (|| HttpResponse::InternalServerError().finish(), "answered 500 Internal Server Error"),
+    ];
+    for (answer, expected) in cases {
+        let service2_url = start_fake_service2(answer);
+        let (status, _, problem) = get(&start_service1_with(&[&service2_url]).await).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.starts_with(&format!("service2 at {service2_url} {expected}")), "{detail}");
+    }
+}
+
+#[actix_web::test]
+async fn other_methods_get_405_problem_details_with_allow() {
+    let url = start(service2::server);
+    let mut response =
+        awc::Client::default().post(format!("{url}/orders")).send_body("{}").await.unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(header(&response, "allow"), Some("GET"));
+    assert_eq!(header(&response, "content-type"), Some("application/problem+json"));
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["detail"], "POST is not served here; only GET is");
+}
+
+#[test]
+fn a_mistyped_service2_url_is_refused_at_start() {
+    for (url, expected) in [
+        ("htp//127.0.0.1:3003", "not an http:// URL"),
+        ("https://127.0.0.1:3003", "https is not supported"),
+        ("127.0.0.1:3003", "not an http:// URL"),
+        ("http://127.0.0.1:99999", "the port is not a number from 1 to 65535"),
+    ] {
+        let error = step06_health_check_api::http_url(url).unwrap_err();
+        assert!(error.contains(expected), "{url}: {error}");
+    }
+    assert_eq!(
+        step06_health_check_api::http_url("http://127.0.0.1:3003/").unwrap(),
+        "http://127.0.0.1:3003"
+    );
+}
+
+#[actix_web::test]
+async fn service2s_own_problem_is_passed_on_in_the_detail() {
+    let service2_url = start_fake_service2(|| {
+        HttpResponse::ServiceUnavailable()
+            .content_type("application/problem+json")
+            .body(r#"{"status":503,"detail":"out of coffee"}"#)
+    });
+    let (status, _, problem) = get(&start_service1_with(&[&service2_url]).await).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        problem["detail"],
+        format!("service2 at {service2_url} answered 503 Service Unavailable: out of coffee")
+    );
+}
+
+#[actix_web::test]
+async fn service1_spreads_its_calls_over_every_passing_instance() {
+    let a = start_fake_service2(|| HttpResponse::Ok().json(json!({ "name": "a" })));
+    let b = start_fake_service2(|| HttpResponse::Ok().json(json!({ "name": "b" })));
+    let service1_url = start_service1_with(&[&a, &b]).await;
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        let (status, _, body) = get(&service1_url).await;
+        assert_eq!(status, StatusCode::OK);
+        answers.push(body["name"].as_str().unwrap().to_string());
+    }
+    // Round-robin: never the same instance twice in a row.
+    assert!(answers.windows(2).all(|pair| pair[0] != pair[1]), "{answers:?}");
+}
+
+#[actix_web::test]
+async fn no_passing_instance_of_service2_is_a_503_with_retry_after() {
+    let service1_url = start_service1_with(&[]).await;
+    let mut response = awc::Client::default().get(&service1_url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(&response, "retry-after"), Some("5"));
+    let problem: Value = response.json().await.unwrap();
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.starts_with("no healthy instance of service2 is registered at http://"));
+}
+
+#[actix_web::test]
+async fn no_registry_is_a_502_naming_the_registry() {
+    let registry_url = nothing_listening();
+    let service1_url = start_service1(&registry_url, Duration::from_secs(1));
+    let (status, _, problem) = get(&service1_url).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        problem["detail"],
+        format!("registry at {registry_url} refused the connection: is it running?")
+    );
+}
+
+#[actix_web::test]
+async fn while_the_registry_fails_discovery_asks_it_at_most_once_a_second() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (asked, failing) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+    let (counted, fails) = (asked.clone(), failing.clone());
+    let registry_url = start(move |listener| {
+        step06_health_check_api::serve(listener, move |routes| {
+            let (counted, fails) = (counted.clone(), fails.clone());
+            routes.default_service(web::to(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let failing = fails.load(Ordering::SeqCst);
+                async move {
+                    match failing {
+                        true => HttpResponse::InternalServerError().finish(),
+                        false => HttpResponse::Ok().json(json!([{
+                            "Node": { "Address": "127.0.0.1" },
+                            "Service": { "Address": "127.0.0.1", "Port": 3003 },
+                            "Checks": [],
+                        }])),
+                    }
+                }
+            }));
+        })
+    });
+    let discovery = step06_health_check_api::Discovery::new(registry_url, Duration::from_secs(1));
+    let client = awc::Client::default();
+    discovery.find(&client, "service2").await.unwrap();
+    failing.store(true, Ordering::SeqCst);
+
+    // Once its second of memory is over, discovery asks again, in vain...
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while asked.load(Ordering::SeqCst) < 2 {
+        assert!(discovery.find(&client, "service2").await.is_ok(), "the instance known before");
+        assert!(std::time::Instant::now() < deadline, "discovery never asked again");
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...and then calls take the instance known before, without asking.
+    for _ in 0..20 {
+        assert!(discovery.find(&client, "service2").await.is_ok());
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+}
