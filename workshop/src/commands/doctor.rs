@@ -132,7 +132,7 @@ fn port_free(port: u16) -> Finding {
 
 fn disk_space(course: &Course) -> Finding {
     let target = course.root.join("target");
-    let built = disk::size_of(&target);
+    let built = disk::built(&target);
     let needed = disk::FULL_BUILD.saturating_sub(built);
     let Some(free) = disk::free(&course.root) else {
         return warn(format!(
@@ -140,12 +140,19 @@ fn disk_space(course: &Course) -> Finding {
             disk::gigabytes(disk::FULL_BUILD)
         ));
     };
-    let said = format!(
-        "{} free; building and testing every step needs about {} more (target/ has {})",
-        disk::gigabytes(free),
-        disk::gigabytes(needed),
-        disk::gigabytes(built)
-    );
+    let said = match needed {
+        0 => format!(
+            "{} free; target/ holds a whole build ({})",
+            disk::gigabytes(free),
+            disk::gigabytes(built)
+        ),
+        _ => format!(
+            "{} free; building and testing every step needs about {} more (target/ has {})",
+            disk::gigabytes(free),
+            disk::gigabytes(needed),
+            disk::gigabytes(built)
+        ),
+    };
     if free >= needed + disk::MARGIN {
         pass(said)
     } else if free >= needed {
