@@ -101,6 +101,13 @@ pub async fn start_step(env: &[(&str, String)]) -> (Child, Vec<u16>) {
         ("SERVICE2_PORT", ports[3].to_string()),
     ];
     let (launcher, _) = spawn(&[], &[&step_env[..], env].concat());
+    // The registry first: a call through the gateway before service2 is
+    // listed fails, and failed calls open circuits that then stay open for
+    // longer than a loaded machine takes to start the rest.
+    let registry = format!("http://127.0.0.1:{}", ports[0]);
+    for service in ["service1", "service2"] {
+        listed_passing(&registry, service).await;
+    }
     let url = format!("http://127.0.0.1:{}/api/service1/", ports[1]);
     let deadline = Instant::now() + PATIENCE;
     loop {
@@ -109,6 +116,22 @@ pub async fn start_step(env: &[(&str, String)]) -> (Child, Vec<u16>) {
             return (launcher, ports);
         }
         assert!(Instant::now() < deadline, "the step never answered through the gateway");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the registry lists an instance of `service` as passing.
+pub async fn listed_passing(registry: &str, service: &str) {
+    let url = format!("{registry}/v1/health/service/{service}?passing");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Ok(mut answer) = request("GET", &url).send().await {
+            let listed = answer.json::<Vec<serde_json::Value>>().await.unwrap_or_default();
+            if !listed.is_empty() {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "the registry never listed {service} passing");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
