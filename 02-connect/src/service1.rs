@@ -31,8 +31,7 @@ pub struct Options {
 }
 
 pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
-    let service2 =
-        Upstream { name: "service2", url: options.service2_url, timeout: options.service2_timeout };
+    let service2 = Upstream::new("service2", options.service2_url, options.service2_timeout);
     crate::serve(listener, move |routes| {
         routes
             .app_data(web::Data::new(crate::http_client()))

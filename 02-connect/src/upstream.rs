@@ -30,7 +30,7 @@ pub fn http_client() -> awc::Client {
 /// leave every caller stuck too.
 #[derive(Clone)]
 pub struct Upstream {
-    pub name: &'static str,
+    pub name: String,
     pub url: String,
     pub timeout: Duration,
 }
@@ -101,6 +101,10 @@ impl From<JsonPayloadError> for CallError {
 }
 
 impl Upstream {
+    pub fn new(name: impl Into<String>, url: impl Into<String>, timeout: Duration) -> Self {
+        Upstream { name: name.into(), url: url.into(), timeout }
+    }
+
     /// Sends `request` to the upstream and waits for its answer to begin.
     /// Every call to another service goes out here.
     pub async fn call(&self, request: ClientRequest) -> Result<ClientResponse, CallError> {

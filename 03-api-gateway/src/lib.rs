@@ -5,11 +5,12 @@
 //! port, graceful shutdown, and the shape of errors.
 
 pub mod gateway;
+mod guards;
 pub mod service1;
 pub mod service2;
 mod upstream;
 
-pub use upstream::{Body, CallError, ForwardedBody, Upstream, http_client};
+pub use upstream::{Body, CallError, Upstream, http_client};
 
 use std::fmt;
 use std::io::{self, IsTerminal};

@@ -4,24 +4,18 @@
 //! into what our own client sees. One way out means one place to look when a
 //! call fails, and one place for each later pattern to plug in.
 
-use std::cell::Cell;
 use std::fmt;
 use std::io;
-use std::pin::Pin;
-use std::rc::Rc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_web::body::SizedStream;
 use actix_web::http::StatusCode;
-use actix_web::web::{self, Bytes};
 use awc::error::{ConnectError, JsonPayloadError, PayloadError, SendRequestError};
 use awc::{ClientRequest, ClientResponse};
-use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 use tracing::warn;
 
 use crate::Problem;
+use crate::guards::ForwardedBody;
 
 /// An HTTP client for calls to other services. Create one per worker
 /// thread and reuse it: it keeps connections open between calls, which is
@@ -37,7 +31,7 @@ pub fn http_client() -> awc::Client {
 /// leave every caller stuck too.
 #[derive(Clone)]
 pub struct Upstream {
-    pub name: &'static str,
+    pub name: String,
     pub url: String,
     pub timeout: Duration,
 }
@@ -59,8 +53,6 @@ pub enum CallError {
     NotJson(String),
     /// The body our own client sent is over the limit (in bytes).
     BodyTooLarge(u64),
-    /// The headers our own client sent are over the limit (in bytes).
-    HeadersTooLarge(usize),
     /// Our own client sent its body too slowly: it was late, not the upstream.
     ClientTooSlow,
 }
@@ -80,9 +72,6 @@ impl fmt::Display for CallError {
             CallError::NotJson(why) => write!(f, "answered something that is not JSON ({why})"),
             CallError::BodyTooLarge(limit) => {
                 write!(f, "the body is larger than the gateway's limit of {limit} bytes")
-            }
-            CallError::HeadersTooLarge(limit) => {
-                write!(f, "the headers are larger than the gateway's limit of {limit} bytes")
             }
             CallError::ClientTooSlow => write!(f, "the request's body did not arrive in time"),
         }
@@ -121,6 +110,10 @@ impl From<JsonPayloadError> for CallError {
 }
 
 impl Upstream {
+    pub fn new(name: impl Into<String>, url: impl Into<String>, timeout: Duration) -> Self {
+        Upstream { name: name.into(), url: url.into(), timeout }
+    }
+
     /// Sends `request`, and `body` after it, to the upstream, and waits for
     /// its answer to begin. Every call to another service goes out here.
     pub async fn call(
@@ -154,13 +147,11 @@ impl Upstream {
 
     /// What our own client sees of a failed call, and the line it leaves in
     /// the log: 502 when the upstream is down or answers badly, 504 when it
-    /// is too slow; 413, 431 or 408 when our own client's request was the
-    /// trouble.
+    /// is too slow; 413 or 408 when our own client's body was the trouble.
     pub fn problem(&self, error: &CallError) -> Problem {
         let status = match error {
             CallError::TimedOut => StatusCode::GATEWAY_TIMEOUT,
             CallError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            CallError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             CallError::ClientTooSlow => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::BAD_GATEWAY,
         };
@@ -180,7 +171,7 @@ impl Upstream {
             CallError::ClientTooSlow => {
                 format!("the request's body did not arrive within {timeout}")
             }
-            CallError::BodyTooLarge(_) | CallError::HeadersTooLarge(_) => error.to_string(),
+            CallError::BodyTooLarge(_) => error.to_string(),
             _ => format!("{} at {} {error}", self.name, self.url),
         }
     }
@@ -190,7 +181,7 @@ impl Upstream {
 pub enum Body {
     /// Nothing, as for a GET.
     Empty,
-    /// A client's body, passed on by the gateway as it arrives.
+    /// A client's body, passed on by the gateway as it arrives (`guards.rs`).
     Forwarded(ForwardedBody),
 }
 
@@ -200,82 +191,5 @@ impl Body {
             Body::Empty => Ok(request.send().await?),
             Body::Forwarded(body) => body.send(request).await,
         }
-    }
-}
-
-/// A client's body on its way to the upstream, never held whole: counted
-/// against a limit (a client that sends more than it said up front is cut
-/// off too), and noting whose turn it is, since a call that times out while
-/// waiting for the client is not the upstream's failure.
-pub struct ForwardedBody {
-    payload: web::Payload,
-    /// From Content-Length; none when the client sends it in chunks.
-    length: Option<u64>,
-    received: u64,
-    limit: u64,
-    progress: Rc<Cell<BodyProgress>>,
-}
-
-/// Where the body is: passed on as fast as it comes, waited for from the
-/// client, or over the limit.
-#[derive(Clone, Copy)]
-enum BodyProgress {
-    Flowing,
-    WaitingForClient,
-    OverLimit,
-}
-
-impl ForwardedBody {
-    pub fn new(payload: web::Payload, length: Option<u64>, limit: u64) -> Self {
-        let progress = Rc::new(Cell::new(BodyProgress::Flowing));
-        ForwardedBody { payload, length, received: 0, limit, progress }
-    }
-
-    async fn send(self, request: ClientRequest) -> Result<ClientResponse, CallError> {
-        let (progress, limit) = (self.progress.clone(), self.limit);
-        let sent = match self.length {
-            Some(length) => request.send_body(SizedStream::new(length, self)).await,
-            None => request.send_stream(self).await,
-        };
-        match (sent, progress.get()) {
-            (Ok(answer), _) => Ok(answer),
-            (Err(_), BodyProgress::OverLimit) => Err(CallError::BodyTooLarge(limit)),
-            (Err(SendRequestError::Timeout), BodyProgress::WaitingForClient) => {
-                Err(CallError::ClientTooSlow)
-            }
-            (Err(error), _) => Err(error.into()),
-        }
-    }
-}
-
-impl Stream for ForwardedBody {
-    type Item = Result<Bytes, PayloadError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let polled = self.payload.poll_next_unpin(cx);
-        let progress = match &polled {
-            Poll::Pending => BodyProgress::WaitingForClient,
-            Poll::Ready(Some(Ok(chunk))) => {
-                self.received += chunk.len() as u64;
-                if self.received > self.limit {
-                    self.progress.set(BodyProgress::OverLimit);
-                    return Poll::Ready(Some(Err(PayloadError::Overflow)));
-                }
-                BodyProgress::Flowing
-            }
-            Poll::Ready(_) => BodyProgress::Flowing,
-        };
-        self.progress.set(progress);
-        polled
-    }
-}
-
-/// Dropped before all of it came (the call failed), the body is left to
-/// actix to discard. But actix stops reading while its buffer is full, until
-/// a read wakes it: one more read, or a client still sending waits for ever.
-impl Drop for ForwardedBody {
-    fn drop(&mut self) {
-        let mut anyone = Context::from_waker(futures_util::task::noop_waker_ref());
-        let _ = self.payload.poll_next_unpin(&mut anyone);
     }
 }

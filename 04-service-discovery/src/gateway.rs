@@ -11,17 +11,16 @@ use std::time::Duration;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, Accept, Header as _, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::{self, Accept, Header as _, HeaderValue};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{Error, HttpRequest, HttpResponse, ResponseError, mime, web};
 use futures_util::future::join_all;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use quick_xml::escape::escape;
 use serde::Serialize;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
-use crate::{Body, CallError, ForwardedBody, Problem, Upstream};
+use crate::{Body, Problem, Upstream, guards};
 
 pub const NAME: &str = "gateway";
 
@@ -68,7 +67,7 @@ struct Gateway {
 
 pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     let api_key = choose_api_key(&listener, options.api_key)?;
-    let service = |name, url| Upstream { name, url, timeout: options.upstream_timeout };
+    let service = |name, url| Upstream::new(name, url, options.upstream_timeout);
     let services =
         vec![service("service1", options.service1_url), service("service2", options.service2_url)];
     let gateway =
@@ -142,7 +141,7 @@ async fn require_api_key(
 /// that kept it from answering. A failed service does not fail the whole.
 #[derive(Serialize)]
 struct Part {
-    service: &'static str,
+    service: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     answer: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -167,8 +166,10 @@ async fn aggregate(
         .iter()
         .zip(answers)
         .map(|(service, answer)| match answer {
-            Ok(answer) => Part { service: service.name, answer: Some(answer), error: None },
-            Err(problem) => Part { service: service.name, answer: None, error: Some(problem) },
+            Ok(answer) => Part { service: service.name.clone(), answer: Some(answer), error: None },
+            Err(problem) => {
+                Part { service: service.name.clone(), answer: None, error: Some(problem) }
+            }
         })
         .collect();
 
@@ -238,170 +239,52 @@ fn json_to_xml(value: &Value, xml: &mut String) {
     }
 }
 
-/// The most header bytes (names and values) the gateway passes on: actix
-/// reads up to 128 KiB, but a service behind may take less, so it says no first.
-const MAX_HEADER_BYTES: usize = 16 * 1024;
-
-/// Headers that describe one connection, not the message: a proxy must
-/// not pass them on (RFC 9110, section 7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
-/// The headers of `from` that are about the message, not the connection.
-fn end_to_end(from: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-    // Connection may name more hop-by-hop headers: "Connection: X-Trace".
-    let listed = from.get_all(header::CONNECTION).filter_map(|value| value.to_str().ok());
-    let named: Vec<&str> = listed.flat_map(|value| value.split(',')).map(str::trim).collect();
-    from.iter().filter(move |(name, _)| {
-        !HOP_BY_HOP.contains(name) && !named.iter().any(|n| n.eq_ignore_ascii_case(name.as_str()))
-    })
-}
-
 /// `/service1/…` and `/service2/…`: passes the request on to the service
 /// (method, rest of the path, query string, headers, body) and the
-/// service's answer back. Bodies stream through; neither is held whole.
+/// service's answer back, both bodies streamed, neither held whole. The
+/// whole request is checked first (its key before it got here; its path,
+/// headers and body in `guards.rs`), then the service is chosen and called.
 async fn proxy(
     request: HttpRequest,
-    body: web::Payload,
+    payload: web::Payload,
     client: web::Data<awc::Client>,
     gateway: web::Data<Gateway>,
 ) -> Result<HttpResponse, Problem> {
     let (name, path) = route(&request)?;
+    guards::check_headers(&request)?;
+    let body = guards::checked_body(&request, payload, gateway.max_body_bytes)?;
     let Some(service) = gateway.services.iter().find(|service| service.name == name) else {
         return Err(no_route(&request));
     };
-    let outgoing = client.request(request.method().clone(), format!("{}/{path}", service.url));
-    let forwarded = forward(&request, body, outgoing, service, gateway.max_body_bytes).await;
-    forwarded.map_err(|error| service.problem(&error))
+    forward(&request, &client, service, &path, body).await
 }
 
 /// Which service a request is for, and the path (with the query) that the
 /// service will see: "/service1/orders/7?x=1" is service1's "orders/7?x=1".
 fn route(request: &HttpRequest) -> Result<(String, String), Problem> {
-    let segments = decode_path(request.path().trim_start_matches('/'))?;
+    let segments = guards::decode_path(request.path().trim_start_matches('/'))?;
     let (name, rest) = segments.split_first().ok_or_else(|| no_route(request))?;
-    let mut path = encode_path(rest);
-    if let Some(query) = request.uri().query() {
-        path = format!("{path}?{query}");
-    }
-    Ok((name.clone(), path))
+    Ok((name.clone(), guards::path_for_service(rest, request.uri().query())))
 }
 
-/// Sends the client's request on as `outgoing`, through `service`'s one
-/// way out, and turns the service's answer into the gateway's.
+/// Sends the client's request on to `service`, through its one way out,
+/// and turns the service's answer into the gateway's.
 async fn forward(
     request: &HttpRequest,
-    payload: web::Payload,
-    mut outgoing: awc::ClientRequest,
+    client: &awc::Client,
     service: &Upstream,
-    max_body_bytes: u64,
-) -> Result<HttpResponse, CallError> {
-    let body = checked_body(request, payload, max_body_bytes)?;
-    for (name, value) in end_to_end(request.headers()) {
-        // The API key is for the gateway: it stops here. Host and length are the new request's,
-        // and the forwarding headers are the gateway's own to write (`forwarded_for`).
-        let stops_here = [header::AUTHORIZATION, header::HOST, header::CONTENT_LENGTH];
-        if !stops_here.contains(name) && !is_forwarding(name) {
-            outgoing = outgoing.append_header((name.clone(), value.clone()));
-        }
-    }
-    for (name, value) in forwarded_for(request) {
-        outgoing = outgoing.insert_header((name, value));
-    }
-    let answer = service.call(outgoing, body).await?;
+    path: &str,
+    body: Body,
+) -> Result<HttpResponse, Problem> {
+    let outgoing = client.request(request.method().clone(), format!("{}/{path}", service.url));
+    let outgoing = guards::pass_on_headers(request, outgoing);
+    let answer = service.call(outgoing, body).await.map_err(|error| service.problem(&error))?;
     let mut response = HttpResponse::build(answer.status());
-    for (name, value) in end_to_end(answer.headers()) {
+    for (name, value) in guards::end_to_end(answer.headers()) {
         response.append_header((name.clone(), value.clone()));
     }
     // The answer's body gets the same time again to arrive.
     Ok(response.streaming(answer.timeout(service.timeout)))
-}
-
-/// The client's body, to be passed on as it arrives. What can be refused
-/// before any call is: a declared length over the limit, headers too large.
-fn checked_body(
-    request: &HttpRequest,
-    payload: web::Payload,
-    limit: u64,
-) -> Result<Body, CallError> {
-    let content_length = request.headers().get(header::CONTENT_LENGTH);
-    let declared_length = content_length.and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared_length.is_some_and(|length| length > limit) {
-        return Err(CallError::BodyTooLarge(limit));
-    }
-    let header_bytes: usize =
-        request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
-    if header_bytes > MAX_HEADER_BYTES {
-        return Err(CallError::HeadersTooLarge(MAX_HEADER_BYTES));
-    }
-    let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
-    Ok(match declared_length {
-        None if !chunked => Body::Empty,
-        length => Body::Forwarded(ForwardedBody::new(payload, length, limit)),
-    })
-}
-
-/// The segments of a path as a service will read them, percent-decoded:
-/// the gateway decides on these (which service, whether it is internal) and
-/// `encode_path` sends them on spelt one way, since "%68ealthz" is "healthz"
-/// to a service. What a service could read otherwise (`.` and `..`, an
-/// encoded `/`, an empty segment inside the path) is refused.
-fn decode_path(raw: &str) -> Result<Vec<String>, Problem> {
-    let segments: Vec<&str> = raw.split('/').collect();
-    let last = segments.len() - 1;
-    let decode = |(at, segment): (usize, &&str)| {
-        let decoded = percent_decode_str(segment).decode_utf8();
-        let decoded = decoded.map_err(|_| "it is not UTF-8 once decoded")?;
-        match &*decoded {
-            "" if at < last => Err("it has an empty segment (//)"),
-            "." | ".." => Err("it has a . or .. segment"),
-            text if text.contains('/') => Err("it has an encoded / (%2F)"),
-            text if text.chars().any(char::is_control) => Err("it has a control character"),
-            _ => Ok(decoded.into_owned()),
-        }
-    };
-    let refuse = |why| Problem::new(StatusCode::BAD_REQUEST, format!("the path is refused: {why}"));
-    segments.iter().enumerate().map(decode).collect::<Result<_, _>>().map_err(refuse)
-}
-
-/// Bytes a path segment is sent with as they are (RFC 3986's unreserved
-/// characters); every other one is percent-encoded.
-const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
-
-fn encode_path(segments: &[String]) -> String {
-    let encoded: Vec<String> =
-        segments.iter().map(|part| utf8_percent_encode(part, UNRESERVED).to_string()).collect();
-    encoded.join("/")
-}
-
-/// X-Forwarded-For, -Proto and -Host tell the service who the client was
-/// and what it asked for, which the service cannot see behind a proxy. The
-/// gateway is the edge, the first hop a service can believe: it says this
-/// from what it saw itself, never from what the client wrote.
-fn forwarded_for(request: &HttpRequest) -> [(HeaderName, HeaderValue); 3] {
-    let peer = request.peer_addr().map(|peer| peer.ip().to_string()).unwrap_or_default();
-    let host = request.headers().get(header::HOST).cloned();
-    const EMPTY: HeaderValue = HeaderValue::from_static("");
-    [
-        (HeaderName::from_static("x-forwarded-for"), HeaderValue::try_from(peer).unwrap_or(EMPTY)),
-        (HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("http")),
-        (HeaderName::from_static("x-forwarded-host"), host.unwrap_or(EMPTY)),
-    ]
-}
-
-/// What proxies say of the client: `Forwarded`, `X-Forwarded-*`, `X-Real-IP`.
-/// A client that writes them itself could pass for any address or host.
-fn is_forwarding(name: &HeaderName) -> bool {
-    let name = name.as_str(); // always lowercase
-    name == "forwarded" || name == "x-real-ip" || name.starts_with("x-forwarded-")
 }
 
 fn no_route(request: &HttpRequest) -> Problem {

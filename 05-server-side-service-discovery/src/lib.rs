@@ -8,13 +8,16 @@
 
 mod discovery;
 pub mod gateway;
+mod guards;
+mod registration;
 pub mod registry;
 pub mod service1;
 pub mod service2;
 mod upstream;
 
-pub use discovery::{Discovery, REGISTRY_URL, Registered, Registration, RegistrationOptions};
-pub use upstream::{Body, CallError, ForwardedBody, Upstream, http_client};
+pub use discovery::Discovery;
+pub use registration::{REGISTRY_URL, Registered, Registration, RegistrationOptions};
+pub use upstream::{Body, CallError, Upstream, http_client};
 
 use std::fmt;
 use std::io::{self, IsTerminal};

@@ -8,15 +8,18 @@
 
 mod discovery;
 pub mod gateway;
+mod guards;
 mod health;
+mod registration;
 pub mod registry;
 pub mod service1;
 pub mod service2;
 mod upstream;
 
-pub use discovery::{Discovery, REGISTRY_URL, Registered, Registration, RegistrationOptions};
+pub use discovery::Discovery;
 pub use health::{Check, HEALTH_CHECK_TIMEOUT, Health, HealthOverride, health_report};
-pub use upstream::{Body, CallError, ForwardedBody, Upstream, http_client};
+pub use registration::{REGISTRY_URL, Registered, Registration, RegistrationOptions};
+pub use upstream::{Body, CallError, Upstream, http_client};
 
 use std::fmt;
 use std::io::{self, IsTerminal};

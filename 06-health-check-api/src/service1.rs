@@ -58,13 +58,12 @@ async fn healthz(
     client: web::Data<awc::Client>,
     discovery: web::Data<Discovery>,
 ) -> HttpResponse {
-    let service2 = async {
-        let instance = discovery.find(&client, "service2").await.map_err(|p| p.detail)?;
-        instance.get_json(&client, "/healthz").await.map_err(|p| p.detail)?;
-        Ok(format!("service2 at {} is healthy", instance.url))
-    };
     let checks = vec![
-        Check::new("service2:reachability", Health::Warn, service2),
+        Check::new(
+            "service2:reachability",
+            Health::Warn,
+            discovery.check_service(&client, "service2"),
+        ),
         Check::new("registry:reachability", Health::Warn, discovery.check_registry(&client)),
     ];
     crate::health_report(&overridden, checks).await

@@ -42,8 +42,9 @@ pub struct Options {
 pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     // One Discovery for all workers, so that they share what it remembers.
     let registry_url = options.registration.registry_url;
-    let discovery = web::Data::new(Discovery::new(registry_url, options.service2_timeout));
     let breakers = web::Data::new(Breakers::new(options.breaker));
+    let discovery = Discovery::new(registry_url, options.service2_timeout);
+    let discovery = web::Data::new(discovery.with_breakers(breakers.clone()));
     crate::serve(listener, move |routes| {
         routes.app_data(web::Data::new(crate::http_client())).app_data(discovery.clone());
         routes.app_data(breakers.clone());
@@ -60,12 +61,11 @@ async fn hello(
     request: HttpRequest,
     client: web::Data<awc::Client>,
     discovery: web::Data<Discovery>,
-    breakers: web::Data<Breakers>,
 ) -> Result<HttpResponse, Problem> {
     // An instance whose circuit lets calls through; while every instance's
     // circuit is open, answer at once: no call. Both calls go to that
     // instance, through its circuit.
-    let service2 = breakers.find(&discovery, &client, "service2").await?;
+    let service2 = discovery.find(&client, "service2").await?;
     // The query string goes on to service2, so that ?fail=true reaches it.
     let query = match request.query_string() {
         "" => String::new(),
@@ -88,13 +88,12 @@ async fn healthz(
     discovery: web::Data<Discovery>,
     breakers: web::Data<Breakers>,
 ) -> HttpResponse {
-    let service2 = async {
-        let instance = discovery.find(&client, "service2").await.map_err(|p| p.detail)?;
-        instance.get_json(&client, "/healthz").await.map_err(|p| p.detail)?;
-        Ok(format!("service2 at {} is healthy", instance.url))
-    };
     let checks = vec![
-        Check::new("service2:reachability", Health::Warn, service2),
+        Check::new(
+            "service2:reachability",
+            Health::Warn,
+            discovery.check_service(&client, "service2"),
+        ),
         Check::new("registry:reachability", Health::Warn, discovery.check_registry(&client)),
         Check::new("circuits", Health::Warn, async { breakers.check() }),
     ];

@@ -1,6 +1,6 @@
 //! service2: answers every GET, whatever the path, with its name as JSON.
 //! It registers itself with the registry when it starts (see `run` and
-//! `Registration` in discovery.rs), so that service1 can find it.
+//! `Registration` in registration.rs), so that service1 can find it.
 
 use std::io;
 use std::net::TcpListener;

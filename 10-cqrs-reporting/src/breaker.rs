@@ -14,10 +14,9 @@ use failsafe::failure_policy::{ConsecutiveFailures, consecutive_failures};
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
-use actix_web::ResponseError;
 use awc::ClientResponse;
 
-use crate::{CallError, Discovery, Problem, Upstream};
+use crate::{CallError, Problem, Upstream};
 
 /// How the circuit breakers behave (each option can also be set in the environment).
 #[derive(clap::Args, Debug, Clone)]
@@ -49,34 +48,25 @@ impl Breakers {
         Breakers { options, by_instance: Mutex::new(HashMap::new()) }
     }
 
-    /// The next instance of `service` to call, with leave to call it (its
-    /// `circuit`): one whose circuit is open is passed over; when every one
-    /// is, a 503 at once, without a call.
-    pub async fn find(
+    /// The first of `instances` (a service's, in turn) whose circuit lets
+    /// a call through, now watched by it; when every one is open, a 503 at
+    /// once, without a call. The circuits of the service's other instances
+    /// are forgotten.
+    pub fn first_closed(
         &self,
-        discovery: &Discovery,
-        client: &awc::Client,
         service: &str,
-    ) -> Result<Upstream, Problem> {
-        let instances = match discovery.find_all(client, service).await {
-            Ok(instances) => instances,
-            // None listed (502 or 504 would be a registry that cannot be asked).
-            Err(none) if none.status_code() == StatusCode::SERVICE_UNAVAILABLE => {
-                self.forget_unlisted(service, &[]);
-                return Err(none);
-            }
-            Err(problem) => return Err(problem),
-        };
+        instances: Vec<Upstream>,
+    ) -> Result<Option<Upstream>, Problem> {
         self.forget_unlisted(service, &instances);
         let mut refused = None;
         for instance in instances {
-            match self.of(&instance).permit() {
-                Ok(permit) => return Ok(Upstream { circuit: Some(Arc::new(permit)), ..instance }),
+            let breaker = self.of(&instance);
+            match breaker.admit() {
+                Ok(()) => return Ok(Some(Upstream { breaker: Some(breaker), ..instance })),
                 Err(open) => refused = Some(open),
             }
         }
-        let none = || Problem::new(StatusCode::SERVICE_UNAVAILABLE, "no instance to call");
-        Err(refused.unwrap_or_else(none))
+        refused.map_or(Ok(None), Err)
     }
 
     /// Forgets the circuits of `service`'s instances that discovery no longer
@@ -170,7 +160,10 @@ struct Circuit {
     /// "service2 at http://127.0.0.1:3003", for messages.
     name: String,
     failures_to_open: u32,
-    state: Mutex<State>,
+    state: Mutex<CircuitState>,
+    /// A trial still under way after this long was abandoned (its caller
+    /// went away before its call ended): the next call may try.
+    trial_at_most: Duration,
     /// The pause failsafe chose when it last opened the circuit.
     pause: Mutex<Duration>,
     /// Calls refused (`Breaker::reject`).
@@ -178,23 +171,23 @@ struct Circuit {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum State {
+enum CircuitState {
     /// Every call goes through.
     Closed,
     /// No call goes through; failsafe half-opens it on the first call after `until`.
     Open { until: Instant },
-    /// One trial call at a time goes through (failsafe would let them all),
-    /// so that a service just recovering is not hit by every waiting caller.
-    HalfOpen { trial_under_way: bool },
+    /// One trial at a time goes through (failsafe would let every call), so
+    /// that a service just recovering is not hit by every waiting caller.
+    HalfOpen { trial_since: Option<Instant> },
 }
 
-impl State {
+impl CircuitState {
     /// The state's name in the metrics (`circuit_breaker_state`).
     fn label(self) -> &'static str {
         match self {
-            State::Closed => "closed",
-            State::Open { .. } => "open",
-            State::HalfOpen { .. } => "half_open",
+            CircuitState::Closed => "closed",
+            CircuitState::Open { .. } => "open",
+            CircuitState::HalfOpen { .. } => "half_open",
         }
     }
 }
@@ -206,7 +199,9 @@ impl Breaker {
             instance: instance.url.clone(),
             name: format!("{} at {}", instance.name, instance.url),
             failures_to_open: options.breaker_failures,
-            state: Mutex::new(State::Closed),
+            state: Mutex::new(CircuitState::Closed),
+            // A trial's call ends within its deadline: twice that is plenty.
+            trial_at_most: instance.timeout * 2,
             pause: Mutex::new(Duration::ZERO),
             rejected: AtomicU64::new(0),
         });
@@ -222,10 +217,11 @@ impl Breaker {
         self.last_asked.lock().expect("circuit").elapsed() > FORGET_AFTER
     }
 
-    /// Asks to call the instance: at once 503 with Retry-After while the
-    /// circuit is open (no call is made at all), or a permit to call, on
-    /// which the caller records how the call went.
-    pub fn permit(self: &Arc<Self>) -> Result<Permit, Problem> {
+    /// Asks leave to call the instance: at once 503 with Retry-After while
+    /// the circuit is open (no call is made at all). While it is half-open,
+    /// the caller let through makes the trial; the others are refused until
+    /// it has told how its call went (`record`).
+    pub fn admit(&self) -> Result<(), Problem> {
         // Each decision is an event in the request's trace (and a debug log line).
         let name = &self.circuit.name;
         if !self.machine.is_call_permitted() {
@@ -233,15 +229,18 @@ impl Breaker {
             return Err(self.reject());
         }
         let mut state = self.circuit.state.lock().expect("circuit");
-        let trial = match *state {
-            State::Closed => false,
-            State::HalfOpen { trial_under_way: false } => {
-                *state = State::HalfOpen { trial_under_way: true };
-                true
+        match *state {
+            CircuitState::Closed => {}
+            // No trial under way (or its caller went away before its call
+            // ended): this call is the trial.
+            CircuitState::HalfOpen { trial_since }
+                if trial_since.is_none_or(|since| since.elapsed() > self.circuit.trial_at_most) =>
+            {
+                *state = CircuitState::HalfOpen { trial_since: Some(Instant::now()) };
             }
             // A trial is under way, or about to be: failsafe has let this call
             // through, but `Changes` has yet to hear that it half-opened.
-            State::HalfOpen { trial_under_way: true } | State::Open { .. } => {
+            CircuitState::HalfOpen { .. } | CircuitState::Open { .. } => {
                 drop(state);
                 debug!(
                     circuit = "half-open",
@@ -249,17 +248,32 @@ impl Breaker {
                 );
                 return Err(self.reject());
             }
-        };
-        let circuit = if trial { "half-open" } else { "closed" };
+        }
+        let circuit = if *state == CircuitState::Closed { "closed" } else { "half-open" };
         debug!(circuit, "circuit for {name} lets the call through");
-        Ok(Permit { breaker: self.clone(), trial })
+        Ok(())
+    }
+
+    /// Counts a call through this circuit: a failure when the service is to
+    /// blame (no answer, too slow, a 5xx); an answer to a bad request (4xx)
+    /// is the caller's mistake, and counts as a success.
+    pub fn record(&self, outcome: &Result<ClientResponse, CallError>) {
+        let failed = match outcome {
+            Ok(answer) => answer.status().is_server_error(),
+            Err(error) => error.is_upstream_fault(),
+        };
+        if failed {
+            self.machine.on_error();
+        } else {
+            self.machine.on_success();
+        }
     }
 
     /// Refuses a call: 503, and when to try again.
     fn reject(&self) -> Problem {
         self.circuit.rejected.fetch_add(1, Ordering::Relaxed);
         let wait = match *self.circuit.state.lock().expect("circuit") {
-            State::Open { until } => until.saturating_duration_since(Instant::now()),
+            CircuitState::Open { until } => until.saturating_duration_since(Instant::now()),
             _ => Duration::ZERO,
         };
         // Whole seconds, rounded up, and at least one.
@@ -275,50 +289,16 @@ impl Breaker {
     fn to_json(&self) -> Value {
         let now = Instant::now();
         let (state, retry_after) = match *self.circuit.state.lock().expect("circuit") {
-            State::Closed => ("closed", None),
+            CircuitState::Closed => ("closed", None),
             // Its pause is over: the next call half-opens it.
-            State::Open { until } if until <= now => ("half-open", None),
-            State::Open { until } => ("open", Some((until - now).as_secs_f64().ceil() as u64)),
-            State::HalfOpen { .. } => ("half-open", None),
+            CircuitState::Open { until } if until <= now => ("half-open", None),
+            CircuitState::Open { until } => {
+                ("open", Some((until - now).as_secs_f64().ceil() as u64))
+            }
+            CircuitState::HalfOpen { .. } => ("half-open", None),
         };
         let rejected = self.circuit.rejected.load(Ordering::Relaxed);
         json!({ "state": state, "retry_after_seconds": retry_after, "rejected_calls": rejected })
-    }
-}
-
-/// Leave to call an instance, carried by its `Upstream`: each call through
-/// it is recorded (`Upstream::call`); a permit dropped without a call counts
-/// as nothing.
-pub struct Permit {
-    breaker: Arc<Breaker>,
-    /// Whether this is the half-open circuit's one trial call.
-    trial: bool,
-}
-
-impl Permit {
-    /// Counts one call through this circuit: a failure when the service is
-    /// to blame (no answer, too slow, a 5xx); an answer to a bad request
-    /// (4xx) is the caller's mistake, and counts as a success.
-    pub fn record(&self, outcome: &Result<ClientResponse, CallError>) {
-        let failed = match outcome {
-            Ok(answer) => answer.status().is_server_error(),
-            Err(error) => error.is_upstream_fault(),
-        };
-        if failed {
-            self.breaker.machine.on_error();
-        } else {
-            self.breaker.machine.on_success();
-        }
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        // A trial not recorded leaves the circuit half-open: the next call may try.
-        let mut state = self.breaker.circuit.state.lock().expect("circuit");
-        if self.trial && matches!(*state, State::HalfOpen { .. }) {
-            *state = State::HalfOpen { trial_under_way: false };
-        }
     }
 }
 
@@ -330,7 +310,7 @@ struct Changes {
 
 impl Changes {
     /// Moves the circuit to `state`; the state it left.
-    fn change(&self, state: State) -> State {
+    fn change(&self, state: CircuitState) -> CircuitState {
         let before = std::mem::replace(&mut *self.circuit.state.lock().expect("circuit"), state);
         let (service, instance) = (&self.circuit.service, &self.circuit.instance);
         crate::monitoring::record_circuit(service, instance, before.label(), state.label());
@@ -344,8 +324,8 @@ impl failsafe::Instrument for Changes {
     fn on_open(&self) {
         let circuit = &self.circuit;
         let pause = *circuit.pause.lock().expect("circuit");
-        let what = match self.change(State::Open { until: Instant::now() + pause }) {
-            State::HalfOpen { .. } => "OPEN again: the trial call failed".to_string(),
+        let what = match self.change(CircuitState::Open { until: Instant::now() + pause }) {
+            CircuitState::HalfOpen { .. } => "OPEN again: the trial call failed".to_string(),
             _ => format!("now OPEN after {} failures in a row", circuit.failures_to_open),
         };
         let (name, pause) = (&circuit.name, humantime::format_duration(pause));
@@ -353,13 +333,13 @@ impl failsafe::Instrument for Changes {
     }
 
     fn on_half_open(&self) {
-        self.change(State::HalfOpen { trial_under_way: false });
+        self.change(CircuitState::HalfOpen { trial_since: None });
         info!("circuit for {} is HALF-OPEN: one trial call goes through", self.circuit.name);
     }
 
     fn on_closed(&self) {
         // failsafe also calls this when the circuit is created: nothing to say.
-        if self.change(State::Closed) != State::Closed {
+        if self.change(CircuitState::Closed) != CircuitState::Closed {
             info!("circuit for {} is CLOSED again: the trial call succeeded", self.circuit.name);
         }
     }

@@ -12,8 +12,10 @@ pub mod demo;
 mod discovery;
 mod events;
 pub mod gateway;
+mod guards;
 mod health;
 mod monitoring;
+mod registration;
 pub mod registry;
 pub mod reports;
 pub mod service1;
@@ -22,10 +24,11 @@ mod telemetry;
 mod upstream;
 pub mod users;
 
-pub use breaker::{Breaker, BreakerOptions, Breakers, Permit, breaker_states};
-pub use discovery::{Discovery, REGISTRY_URL, Registered, Registration, RegistrationOptions};
+pub use breaker::{Breaker, BreakerOptions, Breakers, breaker_states};
+pub use discovery::Discovery;
 pub use health::{Check, HEALTH_CHECK_TIMEOUT, Health, HealthOverride, health_report};
-pub use upstream::{Body, CallError, ForwardedBody, Upstream, http_client};
+pub use registration::{REGISTRY_URL, Registered, Registration, RegistrationOptions};
+pub use upstream::{Body, CallError, Upstream, http_client};
 
 use std::fmt;
 use std::io;
