@@ -23,7 +23,8 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use crate::{
-    Body, Check, Discovery, Health, HealthOverride, Problem, RegistrationOptions, Upstream, guards,
+    Body, DependencyCheck, Discovery, Health, HealthOverride, Problem, RegistrationOptions,
+    Upstream, guards,
 };
 
 pub const NAME: &str = "gateway";
@@ -93,7 +94,7 @@ async fn healthz(
     gateway: web::Data<Gateway>,
 ) -> HttpResponse {
     let registry = gateway.discovery.check_registry(&client);
-    let checks = vec![Check::new("registry:reachability", Health::Warn, registry)];
+    let checks = vec![DependencyCheck::new("registry:reachability", Health::Warn, registry)];
     crate::health_report(&overridden, checks).await
 }
 

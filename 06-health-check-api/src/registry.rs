@@ -956,8 +956,11 @@ async fn healthz(
             Ok("consistent".to_string())
         }
     };
-    crate::health_report(&overridden, vec![crate::Check::new("state", crate::Health::Fail, state)])
-        .await
+    crate::health_report(
+        &overridden,
+        vec![crate::DependencyCheck::new("state", crate::Health::Fail, state)],
+    )
+    .await
 }
 
 // ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{HttpResponse, web};
 
-use crate::{Check, Discovery, Health, HealthOverride, Problem, RegistrationOptions};
+use crate::{DependencyCheck, Discovery, Health, HealthOverride, Problem, RegistrationOptions};
 
 pub const NAME: &str = "service1";
 
@@ -59,12 +59,16 @@ async fn healthz(
     discovery: web::Data<Discovery>,
 ) -> HttpResponse {
     let checks = vec![
-        Check::new(
+        DependencyCheck::new(
             "service2:reachability",
             Health::Warn,
             discovery.check_service(&client, "service2"),
         ),
-        Check::new("registry:reachability", Health::Warn, discovery.check_registry(&client)),
+        DependencyCheck::new(
+            "registry:reachability",
+            Health::Warn,
+            discovery.check_registry(&client),
+        ),
     ];
     crate::health_report(&overridden, checks).await
 }

@@ -25,8 +25,8 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use crate::{
-    Body, Breakers, Check, Discovery, Health, HealthOverride, Problem, RegistrationOptions,
-    Upstream, guards,
+    Body, Breakers, DependencyCheck, Discovery, Health, HealthOverride, Problem,
+    RegistrationOptions, Upstream, guards,
 };
 
 pub const NAME: &str = "gateway";
@@ -106,8 +106,8 @@ async fn healthz(
 ) -> HttpResponse {
     let registry = gateway.discovery.check_registry(&client);
     let checks = vec![
-        Check::new("registry:reachability", Health::Warn, registry),
-        Check::new("circuits", Health::Warn, async { breakers.check() }),
+        DependencyCheck::new("registry:reachability", Health::Warn, registry),
+        DependencyCheck::new("circuits", Health::Warn, async { breakers.check() }),
     ];
     crate::health_report(&overridden, checks).await
 }

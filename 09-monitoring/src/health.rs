@@ -39,23 +39,24 @@ impl Health {
 /// the health endpoint, which would then look hung itself.
 pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// One check of a service's health, usually of something it depends on:
+/// One check of a service's own health, usually of something it depends on
+/// (not the registry's checks of instances, which are `registry.rs`'s):
 /// its name in the health document (`service2:reachability`), how bad it
 /// is when it fails (a dependency that is down makes a service degraded,
 /// `Warn`, not dead), and the check itself, which says what it saw.
-pub struct Check<'a> {
+pub struct DependencyCheck<'a> {
     name: &'static str,
     when_failing: Health,
     run: futures_util::future::LocalBoxFuture<'a, Result<String, String>>,
 }
 
-impl<'a> Check<'a> {
+impl<'a> DependencyCheck<'a> {
     pub fn new(
         name: &'static str,
         when_failing: Health,
         run: impl Future<Output = Result<String, String>> + 'a,
     ) -> Self {
-        Check { name, when_failing, run: Box::pin(run) }
+        DependencyCheck { name, when_failing, run: Box::pin(run) }
     }
 }
 
@@ -114,7 +115,10 @@ fn from_this_machine(request: &HttpRequest) -> Result<(), Problem> {
 /// Runs `checks` at once, each within `HEALTH_CHECK_TIMEOUT`, and answers
 /// the health document (`application/health+json`): the worst status of
 /// all checks, 200 for pass, 429 for warn, 503 for fail.
-pub async fn health_report(overridden: &HealthOverride, checks: Vec<Check<'_>>) -> HttpResponse {
+pub async fn health_report(
+    overridden: &HealthOverride,
+    checks: Vec<DependencyCheck<'_>>,
+) -> HttpResponse {
     let names: Vec<(&str, Health)> = checks.iter().map(|c| (c.name, c.when_failing)).collect();
     let results = futures_util::future::join_all(checks.into_iter().map(|check| async move {
         let started = Instant::now();

@@ -15,7 +15,7 @@ use futures_util::future::join;
 use serde_json::json;
 
 use crate::{
-    BreakerOptions, Breakers, Check, Discovery, Health, HealthOverride, Problem,
+    BreakerOptions, Breakers, DependencyCheck, Discovery, Health, HealthOverride, Problem,
     RegistrationOptions,
 };
 
@@ -104,13 +104,17 @@ async fn healthz(
     breakers: web::Data<Breakers>,
 ) -> HttpResponse {
     let checks = vec![
-        Check::new(
+        DependencyCheck::new(
             "service2:reachability",
             Health::Warn,
             discovery.check_service(&client, "service2"),
         ),
-        Check::new("registry:reachability", Health::Warn, discovery.check_registry(&client)),
-        Check::new("circuits", Health::Warn, async { breakers.check() }),
+        DependencyCheck::new(
+            "registry:reachability",
+            Health::Warn,
+            discovery.check_registry(&client),
+        ),
+        DependencyCheck::new("circuits", Health::Warn, async { breakers.check() }),
     ];
     crate::health_report(&overridden, checks).await
 }

@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::events::{self, Id, Store, StoreOptions};
-use crate::{CallError, Check, Discovery, Health, HealthOverride, Problem, RegistrationOptions};
+use crate::{
+    CallError, DependencyCheck, Discovery, Health, HealthOverride, Problem, RegistrationOptions,
+};
 
 pub const NAME: &str = "accounts";
 
@@ -176,9 +178,9 @@ async fn healthz(
         Ok(format!("users at {} is healthy", instance.url))
     };
     let checks = vec![
-        Check::new("database", Health::Fail, store.check()),
-        Check::new("database:writes", Health::Warn, store.check_writes()),
-        Check::new("users:reachability", Health::Warn, users),
+        DependencyCheck::new("database", Health::Fail, store.check()),
+        DependencyCheck::new("database:writes", Health::Warn, store.check_writes()),
+        DependencyCheck::new("users:reachability", Health::Warn, users),
     ];
     crate::health_report(&overridden, checks).await
 }

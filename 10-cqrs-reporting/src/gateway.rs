@@ -25,8 +25,8 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use crate::{
-    Body, Breakers, Check, Discovery, Health, HealthOverride, Problem, RegistrationOptions,
-    Upstream, guards, monitoring, telemetry,
+    Body, Breakers, DependencyCheck, Discovery, Health, HealthOverride, Problem,
+    RegistrationOptions, Upstream, guards, monitoring, telemetry,
 };
 use monitoring::Route;
 
@@ -107,8 +107,8 @@ async fn healthz(
 ) -> HttpResponse {
     let registry = gateway.discovery.check_registry(&client);
     let checks = vec![
-        Check::new("registry:reachability", Health::Warn, registry),
-        Check::new("circuits", Health::Warn, async { breakers.check() }),
+        DependencyCheck::new("registry:reachability", Health::Warn, registry),
+        DependencyCheck::new("circuits", Health::Warn, async { breakers.check() }),
     ];
     crate::health_report(&overridden, checks).await
 }

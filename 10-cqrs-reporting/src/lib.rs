@@ -26,7 +26,7 @@ pub mod users;
 
 pub use breaker::{Breaker, BreakerOptions, Breakers, breaker_states};
 pub use discovery::Discovery;
-pub use health::{Check, HEALTH_CHECK_TIMEOUT, Health, HealthOverride, health_report};
+pub use health::{DependencyCheck, HEALTH_CHECK_TIMEOUT, Health, HealthOverride, health_report};
 pub use registration::{REGISTRY_URL, Registered, Registration, RegistrationOptions};
 pub use upstream::{Body, CallError, Upstream, http_client};
 

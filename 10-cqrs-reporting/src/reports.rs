@@ -40,8 +40,8 @@ use tracing::{error, info, warn};
 
 use crate::accounts::AccountEvent;
 use crate::events::{self, Event, Id, Name, Page, Store, StoreOptions, storage_problem};
-use crate::users::{State, UserEvent};
-use crate::{Check, Discovery, Health, HealthOverride, Problem, RegistrationOptions};
+use crate::users::{UserEvent, UserState};
+use crate::{DependencyCheck, Discovery, Health, HealthOverride, Problem, RegistrationOptions};
 
 pub const NAME: &str = "reports";
 
@@ -74,7 +74,7 @@ struct Report {
     user_id: Id,
     /// None until the user's own events have arrived.
     name: Option<Name>,
-    state: Option<State>,
+    state: Option<UserState>,
     balance: i64,
     /// Each of the user's accounts, with its balance.
     accounts: BTreeMap<Id, i64>,
@@ -167,7 +167,7 @@ struct FeedProgress {
 /// Why a feed could not be followed this time.
 enum Trouble {
     /// Worth another try: the feed did not answer, an event could not be applied.
-    Passing(String),
+    Transient(String),
     /// The feed is not the history the reports applied.
     Replaced(String),
 }
@@ -208,7 +208,7 @@ impl<E: Feed> Follower<E> {
             match self.follow_once(&client, wait).await {
                 Ok(()) => (wait, said) = (FEED_WAIT, None),
                 Err(Trouble::Replaced(problem)) => return error!("{problem}"),
-                Err(Trouble::Passing(problem)) => {
+                Err(Trouble::Transient(problem)) => {
                     if said.as_ref() != Some(&problem) {
                         warn!("{problem} (retrying every second)");
                     }
@@ -223,11 +223,11 @@ impl<E: Feed> Follower<E> {
     async fn follow_once(&self, client: &awc::Client, wait: Duration) -> Result<(), Trouble> {
         let feed = E::SERVICE;
         let read = self.store.read(move |db| position(db, feed)).await;
-        let (applied, epoch) = read.map_err(|problem| Trouble::Passing(problem.detail))?;
+        let (applied, epoch) = read.map_err(|problem| Trouble::Transient(problem.detail))?;
         let (outcome, last_seq) = match self.next_page(client, applied, wait).await {
             Err(problem) => {
                 let problem = format!("cannot follow the {feed} feed: {}", problem.detail);
-                (Err((applied, Trouble::Passing(problem))), None)
+                (Err((applied, Trouble::Transient(problem))), None)
             }
             Ok(page) if applied > 0 && (page.epoch != epoch || page.last_seq < applied) => {
                 let database = self.store.path.display();
@@ -313,7 +313,7 @@ impl<E: Feed> Follower<E> {
         .map_err(|(position, problem)| {
             let problem =
                 format!("cannot apply the {feed} feed's events after {position}: {problem}");
-            (position, Trouble::Passing(problem))
+            (position, Trouble::Transient(problem))
         })
     }
 
@@ -324,7 +324,7 @@ impl<E: Feed> Follower<E> {
         (feed.applied, feed.last_seq) = (applied, last_seq.or(feed.last_seq));
         (feed.problem, feed.stopped) = match trouble {
             None => (None, false),
-            Some(Trouble::Passing(problem)) => (Some(problem.clone()), false),
+            Some(Trouble::Transient(problem)) => (Some(problem.clone()), false),
             Some(Trouble::Replaced(problem)) => (Some(problem.clone()), true),
         };
         // For Prometheus: how far the view is, and how far behind.
@@ -370,7 +370,7 @@ async fn healthz(
     let checks = feeds.map(|(check, feed)| {
         let state = now.get(feed).cloned().unwrap_or_default();
         let when_failing = if state.stopped { Health::Fail } else { Health::Warn };
-        Check::new(check, when_failing, async move {
+        DependencyCheck::new(check, when_failing, async move {
             let applied = state.applied;
             match (state.problem, state.last_seq) {
                 (Some(problem), _) => {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::events::{self, Id, Name, Store, StoreOptions};
-use crate::{Check, Health, HealthOverride, Problem, RegistrationOptions};
+use crate::{DependencyCheck, Health, HealthOverride, Problem, RegistrationOptions};
 
 pub const NAME: &str = "users";
 
@@ -43,12 +43,12 @@ pub struct User {
     pub id: Id,
     pub name: Name,
     #[serde(default)]
-    pub state: State,
+    pub state: UserState,
 }
 
 #[derive(Clone, Copy, Default, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum State {
+pub enum UserState {
     #[default]
     Active,
     Suspended,
@@ -67,7 +67,7 @@ pub enum UserEvent {
 #[serde(deny_unknown_fields)]
 struct UserChange {
     name: Option<Name>,
-    state: Option<State>,
+    state: Option<UserState>,
 }
 
 pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
@@ -147,8 +147,8 @@ async fn healthz(
     store: web::Data<Arc<Store>>,
 ) -> HttpResponse {
     let checks = vec![
-        Check::new("database", Health::Fail, store.check()),
-        Check::new("database:writes", Health::Warn, store.check_writes()),
+        DependencyCheck::new("database", Health::Fail, store.check()),
+        DependencyCheck::new("database:writes", Health::Warn, store.check_writes()),
     ];
     crate::health_report(&overridden, checks).await
 }
