@@ -18,7 +18,8 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::events::{self, Id, Store, StoreOptions};
+use crate::events::{self, Id};
+use crate::store::{self, Store, StoreOptions};
 use crate::{
     CallError, DependencyCheck, Discovery, Health, HealthOverride, Problem, RegistrationOptions,
 };
@@ -154,12 +155,12 @@ async fn get(store: web::Data<Arc<Store>>, id: web::Path<String>) -> Result<Http
 
 /// `GET /`: the first hundred accounts, by id.
 async fn list(store: web::Data<Arc<Store>>) -> Result<HttpResponse, Problem> {
-    let accounts: Vec<Account> = store.read(events::list).await?;
+    let accounts: Vec<Account> = store.read(store::list).await?;
     Ok(HttpResponse::Ok().json(json!({ "accounts": accounts })))
 }
 
 fn find(db: &rusqlite::Connection, id: &str) -> Result<Account, Problem> {
-    events::get(db, id)?
+    store::get(db, id)?
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no account has the id {id}")))
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Each service has a file of its own (`service1.rs`, `service2.rs`, …),
 //! and so has each pattern they share:
-//! `discovery.rs`, `health.rs`, `breaker.rs`, `telemetry.rs`, `monitoring.rs`, `events.rs`.
+//! `discovery.rs`, `health.rs`, `breaker.rs`, `telemetry.rs`, `monitoring.rs`,
+//! `events.rs`, `store.rs`.
 //! This file holds the rest: listening on a port, graceful
 //! shutdown, the shape of errors, and calls to other services.
 
@@ -20,6 +21,7 @@ pub mod registry;
 pub mod reports;
 pub mod service1;
 pub mod service2;
+mod store;
 mod telemetry;
 mod upstream;
 pub mod users;

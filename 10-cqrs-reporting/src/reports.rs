@@ -39,7 +39,8 @@ use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
 use crate::accounts::AccountEvent;
-use crate::events::{self, Event, Id, Name, Page, Store, StoreOptions, storage_problem};
+use crate::events::{Event, Id, Name, Page};
+use crate::store::{self, Store, StoreOptions, storage_problem};
 use crate::users::{UserEvent, UserState};
 use crate::{DependencyCheck, Discovery, Health, HealthOverride, Problem, RegistrationOptions};
 
@@ -112,7 +113,7 @@ impl Feed for AccountEvent {
 
 fn update(db: &Connection, user_id: &Id, change: impl FnOnce(&mut Report)) -> Result<(), Problem> {
     let id = user_id.to_string();
-    let mut report = events::get(db, &id)?.unwrap_or_else(|| Report {
+    let mut report = store::get(db, &id)?.unwrap_or_else(|| Report {
         user_id: user_id.clone(),
         name: None,
         state: None,
@@ -122,7 +123,7 @@ fn update(db: &Connection, user_id: &Id, change: impl FnOnce(&mut Report)) -> Re
     });
     change(&mut report);
     report.events_applied += 1;
-    events::put(db, &id, &report)
+    store::put(db, &id, &report)
 }
 
 /// Where the reports are in each feed: the last event applied, and its epoch.
@@ -342,7 +343,7 @@ async fn get(
     user_id: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     let id = user_id.clone();
-    let report: Option<Report> = store.read(move |db| events::get(db, &id)).await?;
+    let report: Option<Report> = store.read(move |db| store::get(db, &id)).await?;
     let detail = format!("no report for the user {user_id} (yet: reports lag a little)");
     Ok(HttpResponse::Ok().json(report.ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, detail))?))
 }
@@ -352,7 +353,7 @@ async fn list(
     store: web::Data<Arc<Store>>,
     progress: web::Data<Progress>,
 ) -> Result<HttpResponse, Problem> {
-    let reports: Vec<Report> = store.read(events::list).await?;
+    let reports: Vec<Report> = store.read(store::list).await?;
     let feeds = progress.0.lock().expect("progress").clone();
     Ok(HttpResponse::Ok().json(json!({ "reports": reports, "feeds": feeds })))
 }

@@ -15,7 +15,8 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::events::{self, Id, Name, Store, StoreOptions};
+use crate::events::{self, Id, Name};
+use crate::store::{self, Store, StoreOptions};
 use crate::{DependencyCheck, Health, HealthOverride, Problem, RegistrationOptions};
 
 pub const NAME: &str = "users";
@@ -131,12 +132,12 @@ async fn get(store: web::Data<Arc<Store>>, id: web::Path<String>) -> Result<Http
 
 /// `GET /`: the first hundred users, by id.
 async fn list(store: web::Data<Arc<Store>>) -> Result<HttpResponse, Problem> {
-    let users: Vec<User> = store.read(events::list).await?;
+    let users: Vec<User> = store.read(store::list).await?;
     Ok(HttpResponse::Ok().json(json!({ "users": users })))
 }
 
 fn find(db: &rusqlite::Connection, id: &str) -> Result<User, Problem> {
-    events::get(db, id)?
+    store::get(db, id)?
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no user has the id {id}")))
 }
 
