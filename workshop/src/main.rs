@@ -7,6 +7,7 @@
 //! a new one is that module and a line in `Command`.
 
 mod checks;
+mod class;
 mod commands;
 mod course;
 mod disk;
@@ -23,7 +24,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::{check, diff, doctor, hint, init, reset, solution, status};
+use commands::{
+    check, class as class_view, diff, doctor, hint, init, join, leave, reset, solution, status,
+};
 use course::Course;
 
 /// The workshop's companion: where you are, what to do next, and the tools
@@ -51,6 +54,12 @@ enum Command {
     Doctor(doctor::Args),
     /// A copy without git (a zip download): record it as shipped
     Init(init::Args),
+    /// For the instructor: a live page of the class, who is where and who is stuck
+    Class(class_view::Args),
+    /// Send each check's result to the instructor's class (and nothing else)
+    Join(join::Args),
+    /// Stop sending check results to the class
+    Leave,
 }
 
 fn main() -> ExitCode {
@@ -64,6 +73,9 @@ fn main() -> ExitCode {
         Some(Command::Diff(args)) => diff::run(&course, args),
         Some(Command::Doctor(args)) => doctor::run(&course, args),
         Some(Command::Init(args)) => init::run(&course, args),
+        Some(Command::Class(args)) => class_view::run(&course, args),
+        Some(Command::Join(args)) => join::run(&course, args),
+        Some(Command::Leave) => leave::run(&course),
     });
     ran.unwrap_or_else(|error| {
         eprintln!("{}", terminal::Style::Failure.paint_err(&format!("error: {error}")));

@@ -4,6 +4,7 @@
 
 use std::process::ExitCode;
 
+use crate::class;
 use crate::course::Course;
 use crate::error::Result;
 use crate::progress::{Outcome, Progress};
@@ -13,6 +14,7 @@ pub fn run(course: &Course) -> Result<ExitCode> {
     let progress = Progress::load(course);
     if progress.is_new() {
         welcome(course);
+        joined(course);
         return Ok(ExitCode::SUCCESS);
     }
     let width = course.steps.iter().flat_map(|step| &step.exercises);
@@ -48,7 +50,15 @@ pub fn run(course: &Course) -> Result<ExitCode> {
         }
         None => println!("Every exercise's check passes. Well done!"),
     }
+    joined(course);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The class this copy sends its checks to, if it joined one.
+fn joined(course: &Course) {
+    if let Some(membership) = class::describe_membership(course) {
+        print!("\n{}", Style::Dim.paint(&terminal::wrap(&membership, "", 78)));
+    }
 }
 
 /// A fresh clone: where to start, and what the companion does.
