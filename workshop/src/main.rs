@@ -18,6 +18,7 @@ mod ports;
 mod progress;
 mod saved;
 mod terminal;
+mod traffic;
 mod watch;
 
 use std::process::ExitCode;
@@ -52,6 +53,8 @@ enum Command {
     Diff(diff::Args),
     /// Is this laptop ready for the workshop? Run it before the day
     Doctor(doctor::Args),
+    /// Steady traffic through the running step, and what it knows beside it, live
+    Traffic(commands::traffic::Args),
     /// A copy without git (a zip download): record it as shipped
     Init(init::Args),
     /// For the instructor: a live page of the class, who is where and who is stuck
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Some(Command::Reset(args)) => reset::run(&course, args),
         Some(Command::Diff(args)) => diff::run(&course, args),
         Some(Command::Doctor(args)) => doctor::run(&course, args),
+        Some(Command::Traffic(args)) => commands::traffic::run(&course, args),
         Some(Command::Init(args)) => init::run(&course, args),
         Some(Command::Class(args)) => class_view::run(&course, args),
         Some(Command::Join(args)) => join::run(&course, args),

@@ -12,3 +12,4 @@ pub mod leave;
 pub mod reset;
 pub mod solution;
 pub mod status;
+pub mod traffic;
