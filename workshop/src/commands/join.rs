@@ -93,21 +93,24 @@ pub fn run(course: &Course, args: Args) -> Result<ExitCode> {
 
 /// The class's address as typed, made plain: `http://host:port`, no path.
 fn class_url(typed: &str) -> Result<String> {
-    let typed = typed.trim().trim_end_matches('/');
-    let url = match typed.split_once("://") {
-        Some(("http", _)) => typed.to_string(),
+    let typed = typed.trim();
+    let address = match typed.split_once("://") {
+        Some(("http", address)) => address,
         Some((scheme, _)) => {
             return Err(Error::new(format!(
                 "the class speaks plain http on the room's network, not {scheme}: \
                  http://<address>:<port>, as its page shows"
             )));
         }
-        None => format!("http://{typed}"),
+        None => typed,
     };
-    let parsed = url.parse::<awc::http::Uri>().ok();
-    match parsed {
-        Some(uri) if uri.host().is_some() && uri.path() == "/" && uri.query().is_none() => Ok(url),
-        _ => Err(Error::new(format!(
+    let address = address.trim_end_matches('/');
+    let url = format!("http://{address}");
+    let uri = url.parse::<awc::http::Uri>().ok();
+    let host = uri.as_ref().and_then(|uri| uri.host()).unwrap_or_default();
+    match !host.is_empty() && !address.contains(['/', '?', '#', '@']) {
+        true => Ok(url),
+        false => Err(Error::new(format!(
             "`{typed}` is not a class's address: http://<address>:<port>, as its page shows"
         ))),
     }
@@ -124,5 +127,6 @@ mod tests {
         assert!(class_url("https://example.org").is_err());
         assert!(class_url("http://host:3100/board").is_err());
         assert!(class_url("http://").is_err());
+        assert!(class_url("http://host?x=1").is_err());
     }
 }
