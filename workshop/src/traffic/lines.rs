@@ -95,7 +95,7 @@ pub fn lag_words(feeds: &[Feed]) -> String {
         .collect();
     let mut words = each.join(", ");
     if feeds.iter().any(|feed| !feed.reports_answer) {
-        words.push_str(" (reports not answering: behind what they applied last)");
+        words.push_str(" (reports not answering)");
     }
     words
 }

@@ -62,12 +62,17 @@ impl Load {
     pub fn start(self, tally: Arc<Tally>) -> Running {
         let stop = Arc::new(AtomicBool::new(false));
         let pacer = Arc::new(Pacer::new(self.rate));
-        let load = Arc::new(self);
         let sent = Arc::new(AtomicU64::new(0));
-        for _ in 0..load.clients {
+        // Routes sent alike (step 10 reads its report twice as often) are
+        // counted as one: under the place of the first.
+        let labels: Vec<String> = self.routes.iter().map(Route::label).collect();
+        let counted_as = labels.iter().map(|l| labels.iter().position(|o| o == l).unwrap_or(0));
+        let load = Arc::new((self, counted_as.collect::<Vec<usize>>()));
+        for _ in 0..load.0.clients {
             let (load, pacer, tally, stop, sent) =
                 (load.clone(), pacer.clone(), tally.clone(), stop.clone(), sent.clone());
             thread::spawn(move || {
+                let (load, counted_as) = (&load.0, &load.1);
                 let mut connection = Connection::new(load.gateway.clone(), REQUEST_TIMEOUT);
                 while !stop.load(Ordering::Relaxed) {
                     pacer.wait();
@@ -75,15 +80,22 @@ impl Load {
                         break;
                     }
                     let number = sent.fetch_add(1, Ordering::Relaxed);
-                    load.send(&mut connection, number, &tally);
+                    let index = (number % load.routes.len() as u64) as usize;
+                    let (outcome, took, problem) = load.send(&mut connection, index, number);
+                    tally.record(counted_as[index], outcome, took, problem);
                 }
             });
         }
         Running { stop }
     }
 
-    fn send(&self, connection: &mut Connection, number: u64, tally: &Tally) {
-        let index = (number % self.routes.len() as u64) as usize;
+    /// Sends the n-th request, of the route at `index`.
+    fn send(
+        &self,
+        connection: &mut Connection,
+        index: usize,
+        number: u64,
+    ) -> (Outcome, Duration, Option<String>) {
         let route = &self.routes[index];
         let body = route.body.map(|body| body(number));
         let request = Request {
@@ -100,7 +112,7 @@ impl Load {
             Ok(answer) => (Outcome::Status(answer.status), problem_detail(&answer.body)),
             Err(failure) => (Outcome::Failed(failure), None),
         };
-        tally.record(index, outcome, started.elapsed(), problem);
+        (outcome, started.elapsed(), problem)
     }
 }
 

@@ -84,7 +84,9 @@ impl Screen {
             painted(&second.outcomes.iter().map(|(o, n)| (*o, *n)).collect::<Vec<_>>()),
             tail
         )];
-        for (index, route) in routes.iter().enumerate().take(4) {
+        let first_of_its_kind =
+            |(index, route): &(usize, &String)| !routes[..*index].contains(route);
+        for (index, route) in routes.iter().enumerate().filter(first_of_its_kind).take(4) {
             let counts = second.by_route.get(&index).cloned().unwrap_or_default();
             let label: String = route.chars().take(34).collect();
             let sent: u64 = counts.values().sum();
