@@ -91,6 +91,15 @@ impl Class {
         self.state.clone()
     }
 
+    /// Waits until the class's file says what `wanted` looks for.
+    pub fn wait_for_state(&self, wanted: impl Fn(&str) -> bool) {
+        let started = Instant::now();
+        while !wanted(&fs::read_to_string(&self.state).unwrap_or_default()) {
+            assert!(started.elapsed() < START_PATIENCE, "the class's file was not written");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn port(&self) -> String {
         self.url.rsplit(':').next().unwrap().to_string()
     }

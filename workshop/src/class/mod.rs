@@ -13,11 +13,13 @@
 //! The learner's side: `joined.rs` (the class this copy is in, and the
 //! results not sent yet) and `send.rs` (a request with a deadline, so that a
 //! class that does not answer costs a check a moment, never more). The
-//! instructor's side: `server.rs` (the routes), `room.rs` (who is where,
-//! kept in a file) and `page.rs` (the page, escaped); `report.rs` is what
+//! instructor's side: `server.rs` (the routes), `live.rs` (the class as it
+//! runs), `room.rs` (who is where, kept in a file) and `page.rs` (the page,
+//! escaped); `report.rs` is what
 //! goes between them, and its limits.
 
 mod joined;
+mod live;
 mod outline;
 mod page;
 mod problem;

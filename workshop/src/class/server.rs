@@ -16,16 +16,14 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError, web};
 use serde::Deserialize;
-use tokio::sync::watch;
 
+use super::live::{Class, SAVE_EVERY, now};
 use super::outline::Outline;
 use super::page::{self, Heading};
 use super::problem::{Answer, Problem};
@@ -34,12 +32,6 @@ use super::room::{Arrival, MOST_LEARNERS, Refusal, Room};
 use crate::course::Course;
 use crate::error::{Error, Result};
 
-/// How long the page's request for the board is held when nothing changes:
-/// the longest "3 min ago" can be stale.
-const HOLD: Duration = Duration::from_secs(15);
-/// Pages following the board at once; beyond, a page is answered at once
-/// and polls (a projector, a laptop or two: a handful is the norm).
-const MOST_FOLLOWERS: usize = 64;
 /// The page runs only the class's own script and style: even if some text
 /// escaped the escaping, a browser would not run it.
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -68,17 +60,6 @@ pub struct Server {
     pub local_only: bool,
 }
 
-struct Class {
-    room: Mutex<Room>,
-    outline: Outline,
-    stuck_after: Duration,
-    /// Goes up with each change, for the pages that follow the board.
-    version: watch::Sender<u64>,
-    followers: AtomicUsize,
-    learners_url: String,
-    local_only: bool,
-}
-
 impl Server {
     pub fn open(course: &Course, options: ServerOptions) -> Result<Server> {
         let outline = Outline::of(course);
@@ -87,18 +68,8 @@ impl Server {
         let address = listener.local_addr().map_err(|error| crate::error::io("the port", error))?;
         let local_only = address.ip().is_loopback();
         let learners_url = format!("http://{}", address_for_the_room(address));
-        // A page left open across a restart must not wait for a version the
-        // new server has not reached: versions start from the clock.
-        let (version, _) = watch::channel(now_millis());
-        let class = Class {
-            room: Mutex::new(room),
-            outline,
-            stuck_after: options.stuck_after,
-            version,
-            followers: AtomicUsize::new(0),
-            learners_url: learners_url.clone(),
-            local_only,
-        };
+        let class =
+            Class::new(room, outline, options.stuck_after, learners_url.clone(), local_only);
         let page_url = match address.ip().is_unspecified() {
             true => format!("http://127.0.0.1:{}", address.port()),
             false => format!("http://{address}"),
@@ -113,7 +84,17 @@ impl Server {
     /// Serves until Ctrl-C (actix's own handling, on every OS).
     pub fn run(self) -> Result<ExitCode> {
         let class = self.class;
+        let last_write = class.clone();
         actix_web::rt::System::new().block_on(async move {
+            // Writes what changed since the last write, every SAVE_EVERY.
+            let ticking = class.clone();
+            actix_web::rt::spawn(async move {
+                let mut ticks = actix_web::rt::time::interval(SAVE_EVERY);
+                loop {
+                    ticks.tick().await;
+                    ticking.save_if_changed();
+                }
+            });
             let server = HttpServer::new(move || {
                 App::new()
                     .app_data(class.clone())
@@ -136,50 +117,8 @@ impl Server {
             .map_err(|error| crate::error::io("the class's port", error))?;
             server.run().await.map_err(|error| crate::error::io("the class", error))
         })?;
+        last_write.save_if_changed();
         Ok(ExitCode::SUCCESS)
-    }
-}
-
-impl Class {
-    fn room(&self) -> MutexGuard<'_, Room> {
-        // A handler that panicked left the room as whole as any other.
-        self.room.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The code of the request, checked before anything else is read.
-    fn admit(&self, request: &HttpRequest) -> std::result::Result<(), Problem> {
-        let given = request.headers().get(header::AUTHORIZATION);
-        let given = given.and_then(|value| value.to_str().ok());
-        let Some(code) = given.and_then(|value| value.strip_prefix("Bearer ")) else {
-            return Err(Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "No class code",
-                "this class needs its code: Authorization: Bearer <code>",
-            ));
-        };
-        match self.room().code_matches(code) {
-            true => Ok(()),
-            false => Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                "Wrong class code",
-                "that is not this class's code: it is on the class's page and in the \
-                 instructor's terminal",
-            )),
-        }
-    }
-
-    fn board(&self) -> (u64, String) {
-        let room = self.room();
-        let version = *self.version.borrow();
-        (version, page::board(&room, &self.outline, now(), self.stuck_after))
-    }
-
-    /// Keeps the room in its file and wakes the pages that follow it.
-    fn changed(&self, room: &Room) {
-        if let Err(error) = room.save() {
-            eprintln!("warning: the class could not be kept in its file: {error}");
-        }
-        self.version.send_modify(|version| *version += 1);
     }
 }
 
@@ -214,12 +153,7 @@ async fn show_board(class: web::Data<Class>, request: HttpRequest) -> Answer<Htt
         )
     })?;
     if let Some(after) = since.after {
-        let mut changes = class.version.subscribe();
-        let following = Following::start(&class.followers);
-        if following.among < MOST_FOLLOWERS {
-            let changed = changes.wait_for(|version| *version > after);
-            let _ = actix_web::rt::time::timeout(HOLD, changed).await;
-        }
+        class.changed_since(after).await;
     }
     let (version, board) = class.board();
     let mut response = html(board);
@@ -227,26 +161,6 @@ async fn show_board(class: web::Data<Class>, request: HttpRequest) -> Answer<Htt
         .headers_mut()
         .insert(header::HeaderName::from_static("x-board-version"), HeaderValue::from(version));
     Ok(response)
-}
-
-/// A page waiting for the board to change, counted until it is answered or
-/// gone (a closed tab drops the request, and this with it).
-struct Following<'a> {
-    followers: &'a AtomicUsize,
-    /// How many were following before this one.
-    among: usize,
-}
-
-impl<'a> Following<'a> {
-    fn start(followers: &'a AtomicUsize) -> Following<'a> {
-        Following { followers, among: followers.fetch_add(1, Ordering::SeqCst) }
-    }
-}
-
-impl Drop for Following<'_> {
-    fn drop(&mut self) {
-        self.followers.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 async fn take_report(
@@ -386,13 +300,4 @@ fn address_for_the_room(bound: SocketAddr) -> String {
         }
         _ => format!("<this laptop's address>:{}", bound.port()),
     }
-}
-
-pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
-}
-
-fn now_millis() -> u64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }

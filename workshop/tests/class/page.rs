@@ -16,7 +16,8 @@ const NAME: &str = "<b>Zoë</b><img src onerror=x()>";
 /// (bench/README.md).
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// What the page shows of the learner's 01·2: the cell's class and title.
+/// What the page shows of the learner's 01·2: the cell's class, and what
+/// the learner did last (Now).
 fn cell() -> String {
     let name = serde_json::to_string(NAME).unwrap();
     format!(
@@ -27,7 +28,7 @@ fn cell() -> String {
             const row = rows.find(tr => tr.querySelector("th.name").textContent === {name});
             if (!row || column < 0) return null;
             const cell = row.querySelectorAll("td")[column];
-            return cell.className + ": " + cell.title;
+            return cell.className + ": " + row.querySelector("td.now").textContent;
         }})()"##
     )
 }
@@ -57,7 +58,7 @@ fn the_page_follows_a_learners_checks_and_shows_names_as_text() {
     assert_eq!(check.status.code(), Some(1), "{}", said(&check));
     let (shown, took) = browser.wait_for(&cell(), |shown| shows(shown, "failing"), PATIENCE);
     eprintln!("the failing check showed on the page {took:?} after the check ended");
-    assert!(shows(&shown, "failing: 01·2: with SERVICE2_NAME=blue"), "{shown}");
+    assert!(shows(&shown, "failing: 01·2 with SERVICE2_NAME=blue"), "{shown}");
 
     let applied = scratch.workshop(&["solution", "1", "2", "--apply", "--yes"]);
     assert!(applied.status.success(), "{}", said(&applied));
