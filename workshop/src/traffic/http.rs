@@ -20,7 +20,9 @@ pub struct Address {
     pub url: String,
     /// `host:port`, the `Host` header.
     authority: String,
-    socket: SocketAddr,
+    /// What the host resolves to, IPv4 first: `localhost` is often `::1`
+    /// first, and the services listen on 127.0.0.1.
+    sockets: Vec<SocketAddr>,
 }
 
 impl Address {
@@ -38,16 +40,17 @@ impl Address {
             } else {
                 format!("{authority}:80")
             };
-        let socket = with_port
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut found| found.next())
-            .ok_or_else(|| format!("{url}: no such host"))?;
-        Ok(Address { url: url.to_string(), authority: authority.to_string(), socket })
+        let mut sockets: Vec<SocketAddr> =
+            with_port.to_socket_addrs().map(Iterator::collect).unwrap_or_default();
+        if sockets.is_empty() {
+            return Err(format!("{url}: no such host"));
+        }
+        sockets.sort_by_key(|socket| socket.is_ipv6());
+        Ok(Address { url: url.to_string(), authority: authority.to_string(), sockets })
     }
 
     pub fn port(&self) -> u16 {
-        self.socket.port()
+        self.sockets[0].port()
     }
 
     /// Another service on the same host (an instance the registry lists).
@@ -180,12 +183,21 @@ impl Connection {
         read.map(|(answer, _)| answer)
     }
 
+    /// Connects to the first address that answers; fails as the first did.
     fn connect(&self) -> io::Result<BufReader<TcpStream>> {
-        let stream = TcpStream::connect_timeout(&self.address.socket, self.timeout)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(self.timeout))?;
-        stream.set_write_timeout(Some(self.timeout))?;
-        Ok(BufReader::new(stream))
+        let mut first_error = None;
+        for socket in &self.address.sockets {
+            match TcpStream::connect_timeout(socket, self.timeout) {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    stream.set_read_timeout(Some(self.timeout))?;
+                    stream.set_write_timeout(Some(self.timeout))?;
+                    return Ok(BufReader::new(stream));
+                }
+                Err(error) => _ = first_error.get_or_insert(error),
+            }
+        }
+        Err(first_error.unwrap_or_else(|| io::ErrorKind::NotFound.into()))
     }
 }
 
