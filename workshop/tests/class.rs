@@ -19,13 +19,22 @@ use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 use support::workspace_root;
 
 /// How long a class may take to start, on a busy machine.
 const START_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Held by a test while its scratch copy builds and checks step 01: every
+/// copy builds into one target directory, where the step's program is one
+/// file (target/debug/step01-starter, which the checks run), so two copies
+/// checking at once could each run the other's.
+pub fn one_copy_checks_at_a_time() -> MutexGuard<'static, ()> {
+    static CHECKING: Mutex<()> = Mutex::new(());
+    CHECKING.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// A class, as the instructor starts it: the real program, on a free port,
 /// kept in a file of the test's own.

@@ -153,11 +153,11 @@ fn row(html: &mut String, outline: &Outline, learner: &Learner, stuck: Option<Du
             Some(_) => r#"<td class="failing">✗</td>"#,
         });
     }
-    let _ = write!(
-        html,
-        r#"<td class="last">{}</td>"#,
-        ago(now.saturating_sub(learner.last_activity()))
-    );
+    let last = match learner.latest() {
+        Some((_, _, standing)) => ago(now.saturating_sub(standing.checked_at)),
+        None => format!("joined {}", ago(now.saturating_sub(learner.joined_at))),
+    };
+    let _ = write!(html, r#"<td class="last">{last}</td>"#);
     html.push_str(r#"<td class="now">"#);
     if let Some(stuck) = stuck {
         let _ = write!(html, r#"<span class="badge">stuck {} min</span> "#, stuck.as_secs() / 60);

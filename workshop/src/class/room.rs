@@ -249,10 +249,4 @@ impl Learner {
     pub fn standing(&self, step: &str, exercise: &str) -> Option<&Standing> {
         self.exercises.get(step)?.get(exercise)
     }
-
-    /// When they last did something the class saw: their latest check, or
-    /// their joining.
-    pub fn last_activity(&self) -> u64 {
-        self.latest().map_or(self.joined_at, |(_, _, standing)| standing.checked_at)
-    }
 }

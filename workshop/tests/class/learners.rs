@@ -12,6 +12,7 @@ use crate::support::{Scratch, said};
 
 #[test]
 fn a_learner_joins_checks_and_leaves() {
+    let _checking = crate::one_copy_checks_at_a_time();
     let class = Class::start("learner");
     let scratch = Scratch::new("class-learner");
 
@@ -43,6 +44,7 @@ fn a_learner_joins_checks_and_leaves() {
 
 #[test]
 fn a_class_that_does_not_answer_keeps_the_result_for_the_next_check() {
+    let _checking = crate::one_copy_checks_at_a_time();
     let class = Class::start("away");
     let scratch = Scratch::new("class-away");
     let join = scratch.workshop(&["join", &class.url, "--name", "Ann", "--code", &class.code]);

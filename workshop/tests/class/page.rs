@@ -40,6 +40,7 @@ fn shows(value: &Value, what: &str) -> bool {
 #[test]
 #[ignore = "needs chromium on PATH"]
 fn the_page_follows_a_learners_checks_and_shows_names_as_text() {
+    let _checking = crate::one_copy_checks_at_a_time();
     let class = Class::start("page");
     let browser = Browser::open(&class.url, "class-browser");
     browser.wait_for(
