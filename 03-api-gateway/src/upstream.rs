@@ -21,7 +21,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 use tracing::warn;
 
-use crate::Problem;
+use crate::platform::Problem;
 
 /// An HTTP client for calls to other services. Create one per worker
 /// thread and reuse it: it keeps connections open between calls, which is

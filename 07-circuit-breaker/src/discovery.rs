@@ -14,7 +14,8 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use crate::{Body, CallError, Problem, Upstream, http_client, http_url};
+use crate::platform::{Problem, http_url};
+use crate::{Body, CallError, Upstream, http_client};
 
 /// Where the registry answers, when none is given.
 pub const REGISTRY_URL: &str = "http://127.0.0.1:8500";

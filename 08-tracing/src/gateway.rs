@@ -26,8 +26,9 @@ use serde::Serialize;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
+use crate::platform::{self, Problem, machinery};
 use crate::{
-    Body, Breakers, CallError, Check, Discovery, ForwardedBody, Health, HealthOverride, Problem,
+    Body, Breakers, CallError, Check, Discovery, ForwardedBody, Health, HealthOverride,
     RegistrationOptions, Upstream, telemetry,
 };
 
@@ -80,12 +81,12 @@ pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     let max_body_bytes = options.max_body_bytes;
     let gateway = web::Data::new(Gateway { api_key, discovery, max_body_bytes, last_answers });
     let breakers = web::Data::new(Breakers::new(options.breaker));
-    crate::serve(listener, move |routes| {
+    platform::serve(listener, move |routes| {
         routes.app_data(web::Data::new(crate::http_client())).app_data(gateway.clone());
         routes.app_data(breakers.clone());
         // Health is for the registry and operators: no API key needed.
         routes.route("/healthz", web::get().to(healthz));
-        let root = web::resource("/").get(aggregate).default_service(web::to(crate::only_get));
+        let root = web::resource("/").get(aggregate).default_service(web::to(platform::only_get));
         routes.service(
             web::scope("")
                 .wrap(from_fn(require_api_key))
@@ -405,10 +406,10 @@ fn route(request: &HttpRequest) -> Result<(String, String), Problem> {
     if !crate::registry::is_service_name(name) {
         return Err(not_a_service_name(name));
     }
-    if rest.first().is_some_and(|first| INTERNAL_PATHS.contains(&first.as_str())) {
+    if rest.first().is_some_and(|first| machinery::is_own(first)) {
         let detail = format!(
             "the gateway does not pass on calls to a service's own endpoints ({})",
-            INTERNAL_PATHS.join(", ")
+            machinery::own_paths().join(", ")
         );
         return Err(Problem::new(StatusCode::NOT_FOUND, detail));
     }
@@ -500,10 +501,6 @@ fn checked_body(
         length => Body::Forwarded(ForwardedBody::new(payload, length, limit)),
     })
 }
-
-/// A service's own endpoints, for the workshop's machinery rather than its
-/// clients: health for the registry, circuit breakers for operators. Not passed on.
-const INTERNAL_PATHS: [&str; 2] = ["healthz", "breakers"];
 
 /// The segments of a path as a service will read them, percent-decoded:
 /// the gateway decides on these (which service, whether it is internal) and

@@ -14,9 +14,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::future::join;
 use serde_json::json;
 
+use crate::platform::{self, Problem};
 use crate::{
-    BreakerOptions, Breakers, Check, Discovery, Health, HealthOverride, Problem,
-    RegistrationOptions,
+    BreakerOptions, Breakers, Check, Discovery, Health, HealthOverride, RegistrationOptions,
 };
 
 pub const NAME: &str = "service1";
@@ -44,12 +44,12 @@ pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     let registry_url = options.registration.registry_url;
     let discovery = web::Data::new(Discovery::new(registry_url, options.service2_timeout));
     let breakers = web::Data::new(Breakers::new(options.breaker));
-    crate::serve(listener, move |routes| {
+    platform::serve(listener, move |routes| {
         routes.app_data(web::Data::new(crate::http_client())).app_data(discovery.clone());
         routes.app_data(breakers.clone());
         routes.route("/healthz", web::get().to(healthz));
         routes.route("/breakers", web::get().to(crate::breaker_states));
-        crate::on_every_get(routes, hello);
+        platform::on_every_get(routes, hello);
     })
 }
 

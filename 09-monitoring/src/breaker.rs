@@ -17,7 +17,8 @@ use tracing::{debug, info, warn};
 use actix_web::ResponseError;
 use awc::ClientResponse;
 
-use crate::{CallError, Discovery, Problem, Upstream};
+use crate::platform::Problem;
+use crate::{CallError, Discovery, Upstream};
 
 /// How the circuit breakers behave (each option can also be set in the environment).
 #[derive(clap::Args, Debug, Clone)]

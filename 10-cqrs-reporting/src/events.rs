@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::Problem;
+use crate::platform::{Problem, Stopping};
 
 mod names;
 pub use names::{Id, Name};
@@ -354,6 +354,7 @@ fn hundred() -> i64 {
 /// is (long polling): the follower learns of an event when it commits.
 pub async fn feed(
     store: web::Data<Arc<Store>>,
+    stopping: web::Data<Stopping>,
     query: web::Query<FeedQuery>,
 ) -> Result<web::Json<Page<serde_json::Value>>, Problem> {
     let FeedQuery { after, limit, wait } = query.into_inner();
@@ -379,7 +380,7 @@ pub async fn feed(
         }
         let woken = tokio::select! {
             changed = tokio::time::timeout_at(deadline, committed.changed()) => changed.is_ok(),
-            () = crate::stopping() => false,
+            () = stopping.started() => false,
         };
         if !woken {
             return Ok(web::Json(page));

@@ -22,7 +22,8 @@ use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 use tracing::{Instrument, warn};
 
-use crate::{Permit, Problem, monitoring, telemetry};
+use crate::platform::Problem;
+use crate::{Permit, monitoring, telemetry};
 
 /// An HTTP client for calls to other services. Create one per worker
 /// thread and reuse it: it keeps connections open between calls, which is
