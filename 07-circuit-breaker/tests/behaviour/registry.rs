@@ -560,6 +560,24 @@ async fn a_check_keeps_at_most_4096_bytes_of_output_and_the_dashboard_shows_1024
 }
 
 #[actix_web::test]
+async fn a_card_shows_at_most_1024_bytes_of_output_however_many_checks_it_has() {
+    let registry = start_registry();
+    let mut two_checks = service2(1, Value::Null);
+    two_checks["Checks"] =
+        json!([{ "CheckID": "a", "TTL": "10s" }, { "CheckID": "b", "TTL": "10s" }]);
+    register(&registry, two_checks).await;
+    for check in ["a", "b"] {
+        let note = "%3C".repeat(1000);
+        let path = format!("{registry}/v1/agent/check/pass/{check}?note={note}");
+        assert_eq!(call("PUT", &path, None).await.status, StatusCode::OK);
+    }
+    let page = call("GET", &registry, None).await.body;
+    let (first, second) = ("&lt;".repeat(1000), "&lt;".repeat(1024 - 1000));
+    assert!(page.contains(&format!("<pre>{first}</pre>")), "{page}");
+    assert!(page.contains(&format!("<pre>{second} …</pre>")), "the rest of the 1024: {page}");
+}
+
+#[actix_web::test]
 async fn a_service_name_that_is_no_dns_label_is_a_400_and_changes_nothing() {
     let registry = start_registry();
     let too_long = "s".repeat(64);

@@ -25,11 +25,12 @@ use super::state::{Catalog, Instance, InstanceCheck, Registry, Status};
 /// The page around the cards: its style and its script.
 const PAGE: &str = include_str!("dashboard.html");
 
-/// The most of a check's output a card shows, in bytes: its start says what
-/// is wrong, and `/v1/health/service/<name>` has the rest.
+/// The most of its checks' output a card shows, in bytes, shared by its
+/// checks in turn (so that a card stays small however many checks it has):
+/// the start says what is wrong, and `/v1/health/service/<name>` has the rest.
 const DASHBOARD_OUTPUT: usize = 1024;
 
-/// The most of a check's output shown while it is folded, in bytes.
+/// The most of that shown while it is folded, in bytes.
 const PREVIEW: usize = 80;
 
 /// `GET /`: the page, with the cards as they are now.
@@ -73,7 +74,8 @@ fn cards(catalog: &Catalog) -> String {
 }
 
 fn card(instance: &Instance) -> String {
-    let checks: String = instance.checks.iter().map(check).collect();
+    let mut output_left = DASHBOARD_OUTPUT;
+    let checks: String = instance.checks.iter().map(|c| check(c, &mut output_left)).collect();
     format!(
         "<article class=\"{}\">\n<h3>{}</h3>\n<p class=\"address\">{}</p>\n{checks}</article>\n",
         instance.status().as_str(),
@@ -84,7 +86,7 @@ fn card(instance: &Instance) -> String {
 
 /// A check: its status as a word on its colour, its name, when it last
 /// learned anything, and what it said, folded.
-fn check(check: &InstanceCheck) -> String {
+fn check(check: &InstanceCheck, output_left: &mut usize) -> String {
     let status = check.status.as_str();
     let checked = match check.last_checked.and_then(|at| at.elapsed().ok()) {
         Some(ago) => format!("checked {} s ago", ago.as_secs()),
@@ -93,17 +95,16 @@ fn check(check: &InstanceCheck) -> String {
     let output = match check.output.as_str() {
         "" => String::new(),
         output => {
-            let mut shown = cut(output, DASHBOARD_OUTPUT).to_string();
-            if shown.len() < output.len() {
-                shown += " …";
-            }
-            let first_line = output.lines().next().unwrap_or_default();
+            let shown = cut(output, *output_left);
+            *output_left -= shown.len();
+            let more = if shown.len() < output.len() { " …" } else { "" };
+            let first_line = shown.lines().next().unwrap_or_default();
             format!(
                 "<details data-check=\"{}\"><summary>output<span class=\"preview\">: {}</span>\
-                 </summary><pre>{}</pre></details>\n",
+                 </summary><pre>{}{more}</pre></details>\n",
                 escape(&check.id),
                 escape(cut(first_line, PREVIEW)),
-                escape(&shown),
+                escape(shown),
             )
         }
     };
