@@ -47,7 +47,8 @@ enum Command {
     Hint(hint::Args),
     /// The reference solution of an exercise (`--apply` to use it)
     Solution(solution::Args),
-    /// Put a step back as it was shipped, saving your changes as a patch
+    /// Put a step back as it was shipped, saving your changes as a patch and
+    /// clearing its checks' results
     Reset(reset::Args),
     /// The lesson: what a step changes in src/, in the README's order
     Diff(diff::Args),
