@@ -111,15 +111,22 @@ fn send_signal(signal: &str, pid: u32) {
     assert!(sent.success(), "kill -{signal} {pid} failed");
 }
 
-/// Both services on free ports, service1 knowing where service2 is.
+/// Every service on a free port of its own, service1 knowing where service2 is.
 fn free_ports() -> Vec<(&'static str, String)> {
-    // The OS picks a free port for service2, which then takes it (a tiny
-    // race, harmless here): service1 must be told service2's URL up front.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // The OS picks a free port for each service, which then takes it (a
+    // small race with other programs): service1 must be told service2's URL
+    // up front. The ports are held together while they are picked, so they
+    // differ; and no service binds port 0, which the OS could answer with a
+    // port picked here and already let go.
+    let held: Vec<TcpListener> =
+        (0..2).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let port = |i: usize| held[i].local_addr().unwrap().port();
+    let (service1_port, service2_port) = (port(0), port(1));
+    drop(held);
     vec![
-        ("SERVICE1_PORT", "0".to_string()),
-        ("SERVICE2_PORT", port.to_string()),
-        ("SERVICE2_URL", format!("http://127.0.0.1:{port}")),
+        ("SERVICE1_PORT", service1_port.to_string()),
+        ("SERVICE2_PORT", service2_port.to_string()),
+        ("SERVICE2_URL", format!("http://127.0.0.1:{service2_port}")),
     ]
 }
 

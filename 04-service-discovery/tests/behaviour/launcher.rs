@@ -128,17 +128,23 @@ fn send_signal(signal: &str, pid: impl std::fmt::Display) {
     assert!(sent.success(), "kill -{signal} {pid} failed");
 }
 
-/// Both services on free ports, service1 knowing where service2 is.
+/// Every service on a free port of its own, its callers knowing where.
 fn free_ports() -> Vec<(&'static str, String)> {
-    // The OS picks free ports for the registry, service1 and service2,
-    // which then take them (a tiny race, harmless here): their callers must
-    // be told their URLs up front.
-    let free_port = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let (registry_port, service1_port, service2_port) = (free_port(), free_port(), free_port());
+    // The OS picks a free port for each service, which then takes it (a
+    // small race with other programs): their callers must be told their
+    // URLs up front. The ports are held together while they are picked, so
+    // they differ; and no service binds port 0, which the OS could answer
+    // with a port picked here and already let go.
+    let held: Vec<TcpListener> =
+        (0..4).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let port = |i: usize| held[i].local_addr().unwrap().port();
+    let (registry_port, gateway_port, service1_port, service2_port) =
+        (port(0), port(1), port(2), port(3));
+    drop(held);
     vec![
         ("REGISTRY_PORT", registry_port.to_string()),
         ("REGISTRY_URL", format!("http://127.0.0.1:{registry_port}")),
-        ("GATEWAY_PORT", "0".to_string()),
+        ("GATEWAY_PORT", gateway_port.to_string()),
         ("SERVICE1_PORT", service1_port.to_string()),
         ("SERVICE1_URL", format!("http://127.0.0.1:{service1_port}")),
         ("SERVICE2_PORT", service2_port.to_string()),
