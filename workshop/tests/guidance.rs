@@ -54,6 +54,12 @@ fn diff_shows_the_steps_as_shipped_and_says_the_learners_edits_are_not_in_it() {
     assert!(!after.contains("Your edits in 02-connect"), "{after}");
     let lesson = |text: &str| text.lines().skip_while(|line| !line.starts_with("1. ")).count();
     assert_eq!(lesson(&after), lesson(&shipped), "the lesson itself is the same");
+
+    // A zip download has no history to tell: the folders as they are, said.
+    fs::remove_dir_all(scratch.path(".git")).unwrap();
+    let unzipped = succeeded(&scratch.workshop(&["diff", "2"]));
+    assert!(flat(&unzipped).contains("This copy has no git history"), "{unzipped}");
+    assert!(unzipped.contains("src/service3.rs (removed)"), "{unzipped}");
 }
 
 #[test]
