@@ -111,9 +111,11 @@ fn send_signal(signal: &str, pid: u32) {
     assert!(sent.success(), "kill -{signal} {pid} failed");
 }
 
-/// Both services on free ports.
+/// Every service on a free port, service3 too (exercise 1 adds it; until
+/// then nothing reads the variable), so that no test starts one on its
+/// fixed port, which the running step or another test may hold.
 fn free_ports() -> Vec<(&'static str, String)> {
-    vec![("SERVICE1_PORT", "0".to_string()), ("SERVICE2_PORT", "0".to_string())]
+    ["SERVICE1_PORT", "SERVICE2_PORT", "SERVICE3_PORT"].map(|port| (port, "0".to_string())).to_vec()
 }
 
 #[actix_web::test]
@@ -157,8 +159,10 @@ async fn a_port_in_use_stops_the_step_with_a_message_that_says_what_to_do() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
 
-    let mut step =
-        Running::start(&[], &[("SERVICE1_PORT", "0".to_string()), ("SERVICE2_PORT", port.clone())]);
+    let mut env = free_ports();
+    env.retain(|(name, _)| *name != "SERVICE2_PORT");
+    env.push(("SERVICE2_PORT", port.clone()));
+    let mut step = Running::start(&[], &env);
     let status = step.exit_status().await;
     let output = step.rest_of_output().await;
     assert_eq!(status.code(), Some(1), "{output}");
