@@ -1,22 +1,14 @@
-//! The launcher. With no arguments it starts every service of the step,
-//! each in a process of its own, as they would run in production; with a
-//! service's name (`-- service2 --port 3013`) it runs that service alone.
+//! The command line: with no service, `cargo run` starts every service of
+//! the step, each in a process of its own, as they would run in
+//! production; with a service's name (`-- service2 --port 3013`) it runs
+//! that service alone. How a service runs, and how the launcher starts
+//! them all, is the frame's (`platform/run.rs`, `platform/launcher.rs`).
 
-use std::io::{self, IsTerminal, Write};
-use std::process::{ExitCode, ExitStatus, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, SyncSender};
-use std::time::Duration;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use step03_api_gateway::{
-    RunOptions, StoppedBy, gateway, run, service1, service2, shutdown_signal,
-};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use step03_api_gateway::platform::{RunOptions, StoppedBy, launch_all, run};
+use step03_api_gateway::{gateway, service1, service2};
 
 /// Workshop step 03: an API gateway in front of the services.
 #[derive(Parser)]
@@ -57,7 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let stopped_by = if cli.supervised { StoppedBy::Launcher } else { StoppedBy::CtrlC };
     match cli.service {
-        None => launch_all(&cli.host),
+        None => launch_all(&cli.host, &SERVICES),
         Some(Service::Gateway(options)) => run(
             RunOptions { service: gateway::NAME, host: cli.host, port: options.port, stopped_by },
             |listener| gateway::server(listener, options),
@@ -70,214 +62,5 @@ fn main() -> ExitCode {
             RunOptions { service: service2::NAME, host: cli.host, port: options.port, stopped_by },
             service2::server,
         ),
-    }
-}
-
-/// How long a service gets to stop by itself before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(10);
-
-/// Starts every service as a child process of this same binary and prefixes
-/// each line they print with their name. They stop together: on Ctrl-C or
-/// SIGTERM (exit 0), or as soon as one of them stops on its own (exit 1),
-/// because a step that is half up only confuses.
-fn launch_all(host: &str) -> ExitCode {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("cannot start the async runtime");
-    let (terminal, all_written) = Terminal::open();
-    let outcome = runtime.block_on(async move {
-        let this_program = std::env::current_exe().expect("cannot find this program's path");
-        let (stop, _) = watch::channel(());
-        let mut services = JoinSet::new();
-        for (index, name) in SERVICES.into_iter().enumerate() {
-            let child = Command::new(&this_program)
-                .args(["--supervised", "--host", host, name])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true)
-                .spawn();
-            match child {
-                Ok(child) => {
-                    services.spawn(supervise(
-                        name,
-                        prefix(name, index),
-                        child,
-                        stop.subscribe(),
-                        terminal.clone(),
-                    ));
-                }
-                Err(error) => {
-                    terminal.say(&format!("cannot start {name}: {error}"));
-                    let _ = stop.send(());
-                    services.join_all().await;
-                    return ExitCode::FAILURE;
-                }
-            }
-        }
-
-        let outcome = tokio::select! {
-            _ = shutdown_signal(StoppedBy::CtrlC) => {
-                terminal.say("stopping every service");
-                ExitCode::SUCCESS
-            }
-            Some(Ok((name, status))) = services.join_next() => {
-                terminal.say(&format!("{name} ended ({}) while the step ran; stopping the others", describe(&status)));
-                ExitCode::FAILURE
-            }
-        };
-        let _ = stop.send(());
-        for (name, status) in services.join_all().await {
-            if !matches!(&status, Ok(status) if status.success()) {
-                terminal.say(&format!("{name} ended with {}", describe(&status)));
-            }
-        }
-        outcome
-    });
-    // The last lines go out, unless the terminal is still not reading after
-    // OUTPUT_GRACE (once every task, and its `Terminal`, is gone).
-    drop(runtime);
-    let _ = all_written.recv_timeout(OUTPUT_GRACE);
-    outcome
-}
-
-/// Watches over one service: forwards its output line by line under its
-/// prefix, and stops it when told to by closing its stdin (see
-/// `shutdown_signal`), killing it if it has not stopped after `STOP_GRACE`.
-async fn supervise(
-    name: &'static str,
-    prefix: String,
-    mut child: Child,
-    mut stop: watch::Receiver<()>,
-    terminal: Terminal,
-) -> (&'static str, io::Result<ExitStatus>) {
-    let stdout =
-        tokio::spawn(forward(child.stdout.take(), prefix.clone(), terminal.stdout.clone()));
-    let stderr = tokio::spawn(forward(child.stderr.take(), prefix, terminal.stderr.clone()));
-    let stdin = child.stdin.take();
-
-    let ended_by_itself = tokio::select! {
-        status = child.wait() => Some(status),
-        _ = stop.changed() => None,
-    };
-    let status = match ended_by_itself {
-        Some(status) => status,
-        None => {
-            drop(stdin);
-            match tokio::time::timeout(STOP_GRACE, child.wait()).await {
-                Ok(status) => status,
-                Err(_) => {
-                    terminal.say(&format!("{name} did not stop within {STOP_GRACE:?}; killing it"));
-                    let _ = child.kill().await;
-                    child.wait().await
-                }
-            }
-        }
-    };
-    // Print everything the service said before it ended.
-    let _ = tokio::join!(stdout, stderr);
-    (name, status)
-}
-
-/// Copies a child's output to ours, line by line, each under its prefix.
-async fn forward(from: Option<impl AsyncRead + Unpin>, prefix: String, to: Output) {
-    let Some(from) = from else { return };
-    let mut from = BufReader::new(from);
-    let mut line = Vec::new();
-    while matches!(from.read_until(b'\n', &mut line).await, Ok(read) if read > 0) {
-        let text = String::from_utf8_lossy(&line);
-        to.print(format!("{prefix} {}", text.trim_end()));
-        line.clear();
-    }
-}
-
-/// `service1 |`, padded so that every service's lines line up, and coloured
-/// when a person is watching (and has not asked for NO_COLOR).
-fn prefix(name: &str, index: usize) -> String {
-    const COLOURS: [&str; 5] = ["36", "35", "33", "32", "34"];
-    let width = SERVICES.iter().map(|name| name.len()).max().unwrap_or(0);
-    let label = format!("{name:width$} |");
-    if io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
-        format!("\x1b[{}m{label}\x1b[0m", COLOURS[index % COLOURS.len()])
-    } else {
-        label
-    }
-}
-
-/// Lines waiting for a slow terminal; beyond that, lines are dropped.
-const OUTPUT_QUEUE: usize = 1000;
-/// How long the terminal has to take the last lines once the services stop.
-const OUTPUT_GRACE: Duration = Duration::from_secs(2);
-
-/// The launcher's stdout and stderr. A terminal that stops reading (Ctrl-S,
-/// a pager left open, `| sleep 300`) must stop neither the services, which
-/// would block on their next log line, nor Ctrl-C: so each stream is
-/// written by a thread of its own, and only that thread ever waits for it.
-#[derive(Clone)]
-struct Terminal {
-    stdout: Output,
-    stderr: Output,
-}
-
-impl Terminal {
-    /// The two streams, and a channel that closes when both are written out.
-    fn open() -> (Terminal, mpsc::Receiver<()>) {
-        let (written, all_written) = mpsc::channel();
-        let stdout = Output::open(io::stdout(), written.clone());
-        let stderr = Output::open(io::stderr(), written);
-        (Terminal { stdout, stderr }, all_written)
-    }
-
-    /// The launcher's own messages, under its own prefix.
-    fn say(&self, message: &str) {
-        self.stderr.print(format!("launcher | {message}"));
-    }
-}
-
-/// One output stream, fed through a bounded queue to the thread that writes it.
-#[derive(Clone)]
-struct Output {
-    queue: SyncSender<String>,
-    /// Lines the queue could not take since the last that it could.
-    dropped: Arc<AtomicUsize>,
-}
-
-impl Output {
-    fn open(mut to: impl Write + Send + 'static, written: mpsc::Sender<()>) -> Output {
-        let (queue, lines) = mpsc::sync_channel::<String>(OUTPUT_QUEUE);
-        std::thread::spawn(move || {
-            for line in lines {
-                // Output going nowhere (a closed pipe) is no reason to stop.
-                let _ = writeln!(to, "{line}");
-            }
-            drop(written);
-        });
-        Output { queue, dropped: Arc::default() }
-    }
-
-    /// Queues a line without waiting. A line that does not fit is dropped;
-    /// once the reader reads again, it is told how many were, and where.
-    fn print(&self, line: String) {
-        let dropped = self.dropped.swap(0, Ordering::Relaxed);
-        if dropped > 0 {
-            let lines = if dropped == 1 { "line" } else { "lines" };
-            let notice =
-                format!("launcher | {dropped} {lines} dropped while the terminal was not reading");
-            if self.queue.try_send(notice).is_err() {
-                self.dropped.fetch_add(dropped + 1, Ordering::Relaxed);
-                return;
-            }
-        }
-        if self.queue.try_send(line).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-fn describe(status: &io::Result<ExitStatus>) -> String {
-    match status {
-        Ok(status) => status.to_string(),
-        Err(error) => format!("an error while waiting for it: {error}"),
     }
 }

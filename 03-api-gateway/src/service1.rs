@@ -10,7 +10,8 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{HttpResponse, web};
 
-use crate::{Problem, Upstream};
+use crate::Upstream;
+use crate::platform::{self, Problem};
 
 pub const NAME: &str = "service1";
 
@@ -22,7 +23,7 @@ pub struct Options {
     pub port: u16,
 
     /// Where service2 answers
-    #[arg(long, env = "SERVICE2_URL", default_value = "http://127.0.0.1:3003", value_parser = crate::http_url)]
+    #[arg(long, env = "SERVICE2_URL", default_value = "http://127.0.0.1:3003", value_parser = platform::http_url)]
     pub service2_url: String,
 
     /// How long a call to service2 may take ("2s", "500ms")
@@ -32,11 +33,11 @@ pub struct Options {
 
 pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     let service2 = Upstream::new("service2", options.service2_url, options.service2_timeout);
-    crate::serve(listener, move |routes| {
+    platform::serve(listener, move |routes| {
         routes
             .app_data(web::Data::new(crate::http_client()))
             .app_data(web::Data::new(service2.clone()));
-        crate::on_every_get(routes, hello);
+        platform::on_every_get(routes, hello);
     })
 }
 

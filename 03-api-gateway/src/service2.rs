@@ -7,6 +7,8 @@ use actix_web::HttpResponse;
 use actix_web::dev::Server;
 use serde_json::json;
 
+use crate::platform;
+
 pub const NAME: &str = "service2";
 
 /// service2's options; each can also be set in the environment.
@@ -18,7 +20,7 @@ pub struct Options {
 }
 
 pub fn server(listener: TcpListener) -> io::Result<Server> {
-    crate::serve(listener, |routes| crate::on_every_get(routes, hello))
+    platform::serve(listener, |routes| platform::on_every_get(routes, hello))
 }
 
 async fn hello() -> HttpResponse {

@@ -12,7 +12,8 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use tracing::warn;
 
-use crate::{Problem, Upstream};
+use crate::Upstream;
+use crate::platform::Problem;
 
 /// Client-side discovery: asks the registry for the passing instances of a
 /// service, spreads calls over them in turn (round-robin), and remembers

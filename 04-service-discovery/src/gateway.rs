@@ -20,7 +20,8 @@ use serde::Serialize;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
-use crate::{Body, Problem, Upstream, guards};
+use crate::platform::{self, Problem};
+use crate::{Body, Upstream, guards};
 
 pub const NAME: &str = "gateway";
 
@@ -36,11 +37,11 @@ pub struct Options {
     pub port: u16,
 
     /// Where service1 answers
-    #[arg(long, env = "SERVICE1_URL", default_value = "http://127.0.0.1:3002", value_parser = crate::http_url)]
+    #[arg(long, env = "SERVICE1_URL", default_value = "http://127.0.0.1:3002", value_parser = platform::http_url)]
     pub service1_url: String,
 
     /// Where service2 answers
-    #[arg(long, env = "SERVICE2_URL", default_value = "http://127.0.0.1:3003", value_parser = crate::http_url)]
+    #[arg(long, env = "SERVICE2_URL", default_value = "http://127.0.0.1:3003", value_parser = platform::http_url)]
     pub service2_url: String,
 
     /// The key clients must send as "Authorization: Bearer <key>". Needed
@@ -72,9 +73,9 @@ pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
         vec![service("service1", options.service1_url), service("service2", options.service2_url)];
     let gateway =
         web::Data::new(Gateway { api_key, services, max_body_bytes: options.max_body_bytes });
-    crate::serve(listener, move |routes| {
+    platform::serve(listener, move |routes| {
         routes.app_data(web::Data::new(crate::http_client())).app_data(gateway.clone());
-        let root = web::resource("/").get(aggregate).default_service(web::to(crate::only_get));
+        let root = web::resource("/").get(aggregate).default_service(web::to(platform::only_get));
         routes.service(
             web::scope("")
                 .wrap(from_fn(require_api_key))

@@ -40,7 +40,8 @@ use awc::{ClientRequest, ClientResponse};
 use futures_util::{Stream, StreamExt};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use crate::{Body, CallError, Problem};
+use crate::platform::Problem;
+use crate::{Body, CallError};
 
 /// The segments of a path as a service will read them, percent-decoded:
 /// the gateway decides on these (which service, whether it is internal) and

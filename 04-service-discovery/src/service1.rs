@@ -10,7 +10,8 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{HttpResponse, web};
 
-use crate::{Discovery, Problem};
+use crate::Discovery;
+use crate::platform::{self, Problem};
 
 pub const NAME: &str = "service1";
 
@@ -22,7 +23,7 @@ pub struct Options {
     pub port: u16,
 
     /// Where the service registry answers
-    #[arg(long, env = "REGISTRY_URL", default_value = crate::REGISTRY_URL, value_parser = crate::http_url)]
+    #[arg(long, env = "REGISTRY_URL", default_value = crate::REGISTRY_URL, value_parser = platform::http_url)]
     pub registry_url: String,
 
     /// How long a call to service2 may take ("2s", "500ms")
@@ -33,9 +34,9 @@ pub struct Options {
 pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     // One Discovery for all workers, so that they share what it remembers.
     let discovery = web::Data::new(Discovery::new(options.registry_url, options.service2_timeout));
-    crate::serve(listener, move |routes| {
+    platform::serve(listener, move |routes| {
         routes.app_data(web::Data::new(crate::http_client())).app_data(discovery.clone());
-        crate::on_every_get(routes, hello);
+        platform::on_every_get(routes, hello);
     })
 }
 

@@ -22,7 +22,8 @@ use serde::Serialize;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
-use crate::{Body, Discovery, Problem, RegistrationOptions, Upstream, guards};
+use crate::platform::{self, Problem};
+use crate::{Body, Discovery, RegistrationOptions, Upstream, guards};
 
 pub const NAME: &str = "gateway";
 
@@ -67,9 +68,9 @@ pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     let discovery = Discovery::new(options.registration.registry_url, options.upstream_timeout);
     let gateway =
         web::Data::new(Gateway { api_key, discovery, max_body_bytes: options.max_body_bytes });
-    crate::serve(listener, move |routes| {
+    platform::serve(listener, move |routes| {
         routes.app_data(web::Data::new(crate::http_client())).app_data(gateway.clone());
-        let root = web::resource("/").get(aggregate).default_service(web::to(crate::only_get));
+        let root = web::resource("/").get(aggregate).default_service(web::to(platform::only_get));
         routes.service(
             web::scope("")
                 .wrap(from_fn(require_api_key))

@@ -10,6 +10,7 @@ use actix_web::dev::Server;
 use serde_json::json;
 
 use crate::RegistrationOptions;
+use crate::platform;
 
 pub const NAME: &str = "service2";
 
@@ -25,7 +26,7 @@ pub struct Options {
 }
 
 pub fn server(listener: TcpListener) -> io::Result<Server> {
-    crate::serve(listener, |routes| crate::on_every_get(routes, hello))
+    platform::serve(listener, |routes| platform::on_every_get(routes, hello))
 }
 
 async fn hello() -> HttpResponse {

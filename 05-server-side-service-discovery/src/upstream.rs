@@ -14,8 +14,8 @@ use awc::{ClientRequest, ClientResponse};
 use serde_json::Value;
 use tracing::warn;
 
-use crate::Problem;
 use crate::guards::ForwardedBody;
+use crate::platform::Problem;
 
 /// An HTTP client for calls to other services. Create one per worker
 /// thread and reuse it: it keeps connections open between calls, which is

@@ -22,9 +22,9 @@ use serde::Serialize;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
+use crate::platform::{self, Problem};
 use crate::{
-    Body, DependencyCheck, Discovery, Health, HealthOverride, Problem, RegistrationOptions,
-    Upstream, guards,
+    Body, DependencyCheck, Discovery, Health, HealthOverride, RegistrationOptions, Upstream, guards,
 };
 
 pub const NAME: &str = "gateway";
@@ -70,11 +70,11 @@ pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     let discovery = Discovery::new(options.registration.registry_url, options.upstream_timeout);
     let gateway =
         web::Data::new(Gateway { api_key, discovery, max_body_bytes: options.max_body_bytes });
-    crate::serve(listener, move |routes| {
+    platform::serve(listener, move |routes| {
         routes.app_data(web::Data::new(crate::http_client())).app_data(gateway.clone());
         // Health is for the registry and operators: no API key needed.
         routes.route("/healthz", web::get().to(healthz));
-        let root = web::resource("/").get(aggregate).default_service(web::to(crate::only_get));
+        let root = web::resource("/").get(aggregate).default_service(web::to(platform::only_get));
         routes.service(
             web::scope("")
                 .wrap(from_fn(require_api_key))

@@ -11,7 +11,8 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{HttpResponse, web};
 
-use crate::{DependencyCheck, Discovery, Health, HealthOverride, Problem, RegistrationOptions};
+use crate::platform::{self, Problem};
+use crate::{DependencyCheck, Discovery, Health, HealthOverride, RegistrationOptions};
 
 pub const NAME: &str = "service1";
 
@@ -34,10 +35,10 @@ pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     // One Discovery for all workers, so that they share what it remembers.
     let registry_url = options.registration.registry_url;
     let discovery = web::Data::new(Discovery::new(registry_url, options.service2_timeout));
-    crate::serve(listener, move |routes| {
+    platform::serve(listener, move |routes| {
         routes.app_data(web::Data::new(crate::http_client())).app_data(discovery.clone());
         routes.route("/healthz", web::get().to(healthz));
-        crate::on_every_get(routes, hello);
+        platform::on_every_get(routes, hello);
     })
 }
 

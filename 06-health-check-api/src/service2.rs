@@ -9,6 +9,7 @@ use actix_web::dev::Server;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
+use crate::platform;
 use crate::{HealthOverride, RegistrationOptions};
 
 pub const NAME: &str = "service2";
@@ -25,9 +26,9 @@ pub struct Options {
 }
 
 pub fn server(listener: TcpListener) -> io::Result<Server> {
-    crate::serve(listener, |routes| {
+    platform::serve(listener, |routes| {
         routes.route("/healthz", web::get().to(healthz));
-        crate::on_every_get(routes, hello);
+        platform::on_every_get(routes, hello);
     })
 }
 

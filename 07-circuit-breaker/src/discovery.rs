@@ -14,7 +14,8 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use tracing::warn;
 
-use crate::{Breakers, Problem, Upstream};
+use crate::platform::Problem;
+use crate::{Breakers, Upstream};
 
 /// Client-side discovery: asks the registry for the instances of a service,
 /// spreads calls over the healthy ones (passing or warning, not critical) in

@@ -15,7 +15,7 @@
 //!   (`check_service_name`).
 //! - **Reach a service's machinery.** A service's own endpoints (its health,
 //!   for one) are for the registry and operators, not for clients: the
-//!   gateway does not pass them on (`INTERNAL_PATHS`).
+//!   gateway does not pass them on (`platform/machinery.rs` lists them).
 //! - **Send huge headers.** actix reads up to 128 KiB of them; a service
 //!   behind may take less, and fail its own way. Over 16 KiB: 431, here.
 //! - **Slip in headers meant for the hop.** `Connection`, `Transfer-Encoding`
@@ -47,7 +47,8 @@ use awc::{ClientRequest, ClientResponse};
 use futures_util::{Stream, StreamExt};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use crate::{Body, CallError, Problem};
+use crate::platform::{Problem, machinery};
+use crate::{Body, CallError};
 
 /// The segments of a path as a service will read them, percent-decoded:
 /// the gateway decides on these (which service, whether it is internal) and
@@ -85,17 +86,13 @@ pub fn check_service_name(name: &str) -> Result<(), Problem> {
     Err(Problem::new(StatusCode::NOT_FOUND, detail))
 }
 
-/// A service's own endpoints, for the workshop's machinery rather than its
-/// clients: health for the registry, circuit breakers for operators. Not passed on.
-const INTERNAL_PATHS: [&str; 2] = ["healthz", "breakers"];
-
-/// Refuses a path to one of `INTERNAL_PATHS` (`segments` after the
-/// service's name): 404.
+/// Refuses a path to one of a service's own endpoints (`segments` after
+/// the service's name): 404.
 pub fn check_not_internal(segments: &[String]) -> Result<(), Problem> {
-    if segments.first().is_some_and(|first| INTERNAL_PATHS.contains(&first.as_str())) {
+    if segments.first().is_some_and(|first| machinery::is_own(first)) {
         let detail = format!(
             "the gateway does not pass on calls to a service's own endpoints ({})",
-            INTERNAL_PATHS.join(", ")
+            machinery::own_paths().join(", ")
         );
         return Err(Problem::new(StatusCode::NOT_FOUND, detail));
     }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::Problem;
+use crate::platform::Problem;
 
 /// A service's health, in the words of the IETF draft "Health Check
 /// Response Format for HTTP APIs": pass, warn (degraded, still serving) or

@@ -11,8 +11,9 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use crate::platform::{self, Problem};
 use crate::{
-    BreakerOptions, Breakers, DependencyCheck, Discovery, Health, HealthOverride, Problem,
+    BreakerOptions, Breakers, DependencyCheck, Discovery, Health, HealthOverride,
     RegistrationOptions,
 };
 
@@ -42,12 +43,12 @@ pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     let breakers = web::Data::new(Breakers::new(options.breaker));
     let discovery = Discovery::new(registry_url, options.service2_timeout);
     let discovery = web::Data::new(discovery.with_breakers(breakers.clone()));
-    crate::serve(listener, move |routes| {
+    platform::serve(listener, move |routes| {
         routes.app_data(web::Data::new(crate::http_client())).app_data(discovery.clone());
         routes.app_data(breakers.clone());
         routes.route("/healthz", web::get().to(healthz));
         routes.route("/breakers", web::get().to(crate::breaker_states));
-        crate::on_every_get(routes, hello);
+        platform::on_every_get(routes, hello);
     })
 }
 

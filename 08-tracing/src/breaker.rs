@@ -16,7 +16,8 @@ use tracing::{debug, info, warn};
 
 use awc::ClientResponse;
 
-use crate::{CallError, Problem, Upstream};
+use crate::platform::Problem;
+use crate::{CallError, Upstream};
 
 /// How the circuit breakers behave (each option can also be set in the environment).
 #[derive(clap::Args, Debug, Clone)]

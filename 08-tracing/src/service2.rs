@@ -11,7 +11,8 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{HealthOverride, Problem, RegistrationOptions};
+use crate::platform::{self, Problem};
+use crate::{HealthOverride, RegistrationOptions};
 
 pub const NAME: &str = "service2";
 
@@ -27,9 +28,9 @@ pub struct Options {
 }
 
 pub fn server(listener: TcpListener) -> io::Result<Server> {
-    crate::serve(listener, |routes| {
+    platform::serve(listener, |routes| {
         routes.route("/healthz", web::get().to(healthz));
-        crate::on_every_get(routes, hello);
+        platform::on_every_get(routes, hello);
     })
 }
 

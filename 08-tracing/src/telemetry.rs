@@ -53,6 +53,7 @@ use tracing_subscriber::registry::LookupSpan;
 use awc::{ClientRequest, ClientResponse};
 
 use crate::CallError;
+use crate::platform::{self, Output, machinery};
 
 /// Where spans go when `OTEL_EXPORTER_OTLP_ENDPOINT` (a variable every
 /// OpenTelemetry SDK reads) is not set: Jaeger's OTLP/HTTP port here.
@@ -70,16 +71,18 @@ impl Drop for Telemetry {
     }
 }
 
-/// Log lines on stdout as before, and spans to the OTLP collector at
+/// Log lines on stdout (through `log`) as before, and spans to the OTLP collector at
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` under `service`'s name, unless
 /// `OTEL_SDK_DISABLED=true`.
-pub fn init_telemetry(service: &'static str) -> Result<Telemetry, String> {
+pub fn init_telemetry(service: &'static str, log: Output) -> Result<Telemetry, String> {
     AT_THE_EDGE.store(service == crate::gateway::NAME, Ordering::Relaxed);
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,actix_server=warn"));
     let log_lines = tracing_subscriber::fmt::layer()
         .event_format(WithTraceId)
         .with_ansi(io::stdout().is_terminal())
+        // Through a queue: a terminal that stops reading never stops the service.
+        .with_writer(log)
         // When the launcher is gone, a log line has nowhere to go; reporting
         // that on stderr (gone too) would panic, and the service could then
         // not shut down.
@@ -115,7 +118,7 @@ pub fn init_telemetry(service: &'static str) -> Result<Telemetry, String> {
 fn tracer_provider(service: &'static str) -> Result<SdkTracerProvider, String> {
     let endpoint =
         std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_else(|_| OTLP_ENDPOINT.to_string());
-    let endpoint = crate::http_url(&endpoint).map_err(|problem| {
+    let endpoint = platform::http_url(&endpoint).map_err(|problem| {
         let jaeger = format!("Jaeger here listens on {OTLP_ENDPOINT}");
         format!("OTEL_EXPORTER_OTLP_ENDPOINT={endpoint} is {problem}; {jaeger}")
     })?;
@@ -178,11 +181,6 @@ pub fn current_trace_id() -> Option<String> {
     span.is_sampled().then(|| span.trace_id().to_string())
 }
 
-/// Routine requests, which come every second or so for every service:
-/// traced, they would bury people's requests in Jaeger, and logged, in the
-/// logs: health checks, and registering again.
-const ROUTINE: [&str; 3] = ["/healthz", "/v1/status/leader", "/v1/agent/service/register"];
-
 /// Which traces are kept: all but routine requests and (de)registrations
 /// (`/v1/agent/…`), which no person asked for. (A trace's first span decides
 /// for the whole trace: `traceparent` says "not sampled" to the services it
@@ -201,7 +199,7 @@ impl ShouldSample for SkipBookkeeping {
         _: &[Link],
     ) -> SamplingResult {
         let path = name.split_once(' ').map_or(name, |(_method, path)| path);
-        let decision = match ROUTINE.contains(&path) || path.starts_with("/v1/agent/") {
+        let decision = match machinery::is_routine(path) || path.starts_with("/v1/agent/") {
             true => SamplingDecision::Drop,
             false => SamplingDecision::RecordAndSample,
         };
@@ -300,7 +298,7 @@ impl RootSpanBuilder for RequestSpan {
         };
         let status = response.status();
         record_status(&span, status);
-        if ROUTINE.contains(&response.request().path()) {
+        if machinery::is_routine(response.request().path()) {
             return; // the registry's dashboard shows them
         }
         // The request's log line, inside its span, so that it has the trace id.

@@ -14,8 +14,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::future::join;
 use serde_json::json;
 
+use crate::platform::{self, Problem};
 use crate::{
-    BreakerOptions, Breakers, DependencyCheck, Discovery, Health, HealthOverride, Problem,
+    BreakerOptions, Breakers, DependencyCheck, Discovery, Health, HealthOverride,
     RegistrationOptions,
 };
 
@@ -51,12 +52,12 @@ pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     let discovery = Discovery::new(registry_url, options.service2_timeout);
     let discovery = web::Data::new(discovery.with_breakers(breakers.clone()));
     let random_delay = web::Data::new(RandomDelay(options.random_delay));
-    crate::serve(listener, move |routes| {
+    platform::serve(listener, move |routes| {
         routes.app_data(web::Data::new(crate::http_client())).app_data(discovery.clone());
         routes.app_data(breakers.clone()).app_data(random_delay.clone());
         routes.route("/healthz", web::get().to(healthz));
         routes.route("/breakers", web::get().to(crate::breaker_states));
-        crate::on_every_get(routes, hello);
+        platform::on_every_get(routes, hello);
     })
 }
 

@@ -16,7 +16,8 @@ use serde_json::Value;
 use tracing::{Instrument, warn};
 
 use crate::guards::ForwardedBody;
-use crate::{Breaker, Problem, monitoring, telemetry};
+use crate::platform::Problem;
+use crate::{Breaker, monitoring, telemetry};
 
 /// An HTTP client for calls to other services. Create one per worker
 /// thread and reuse it: it keeps connections open between calls, which is

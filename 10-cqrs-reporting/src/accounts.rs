@@ -19,10 +19,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::events::{self, Id};
+use crate::platform::{self, Problem, Stopping};
 use crate::store::{self, Store, StoreOptions};
-use crate::{
-    CallError, DependencyCheck, Discovery, Health, HealthOverride, Problem, RegistrationOptions,
-};
+use crate::{CallError, DependencyCheck, Discovery, Health, HealthOverride, RegistrationOptions};
 
 pub const NAME: &str = "accounts";
 
@@ -84,23 +83,26 @@ struct NewBalance {
     balance: Balance,
 }
 
-pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
+pub fn server(listener: TcpListener, options: Options, stopping: Stopping) -> io::Result<Server> {
     let store = web::Data::new(Store::open(&options.store, NAME, "")?);
+    // The feed's long polls answer at once when the service stops.
+    let stopping = web::Data::new(stopping);
     let registry_url = options.registration.registry_url;
     let discovery = web::Data::new(Discovery::new(registry_url, options.users_timeout));
-    crate::serve(listener, move |routes| {
+    platform::serve(listener, move |routes| {
         routes
             .app_data(store.clone())
-            .app_data(crate::json_config())
-            .app_data(crate::query_config());
+            .app_data(stopping.clone())
+            .app_data(platform::json_config())
+            .app_data(platform::query_config());
         routes.app_data(discovery.clone()).app_data(web::Data::new(crate::http_client()));
         routes.route("/healthz", web::get().to(healthz));
         routes.route("/events", web::get().to(events::feed));
         let all = web::resource("/").get(list).post(open);
-        routes.service(all.default_service(crate::not_allowed("GET, POST")));
+        routes.service(all.default_service(platform::not_allowed("GET, POST")));
         let one = web::resource("/{id}").get(get).patch(set_balance);
-        routes.service(one.default_service(crate::not_allowed("GET, PATCH")));
-        routes.default_service(web::to(crate::no_such_path));
+        routes.service(one.default_service(platform::not_allowed("GET, PATCH")));
+        routes.default_service(web::to(platform::no_such_path));
     })
 }
 

@@ -8,11 +8,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use crate::platform;
+
 /// The demo's options; each can also be set in the environment.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Options {
     /// Where the gateway answers
-    #[arg(long, env = "GATEWAY_URL", default_value = "http://127.0.0.1:3001", value_parser = crate::http_url)]
+    #[arg(long, env = "GATEWAY_URL", default_value = "http://127.0.0.1:3001", value_parser = platform::http_url)]
     pub gateway_url: String,
 
     /// The gateway's API key

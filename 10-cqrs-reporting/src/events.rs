@@ -20,7 +20,7 @@ use rusqlite::{Connection, Transaction, params};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::Problem;
+use crate::platform::{Problem, Stopping};
 use crate::store::{Store, get, last_seq, put, storage_problem};
 
 mod names;
@@ -124,6 +124,7 @@ fn hundred() -> i64 {
 /// is (long polling): the follower learns of an event when it commits.
 pub async fn feed(
     store: web::Data<Arc<Store>>,
+    stopping: web::Data<Stopping>,
     query: web::Query<FeedQuery>,
 ) -> Result<web::Json<Page<serde_json::Value>>, Problem> {
     let FeedQuery { after, limit, wait } = query.into_inner();
@@ -149,7 +150,7 @@ pub async fn feed(
         }
         let woken = tokio::select! {
             changed = tokio::time::timeout_at(deadline, committed.changed()) => changed.is_ok(),
-            () = crate::stopping() => false,
+            () = stopping.started() => false,
         };
         if !woken {
             return Ok(web::Json(page));

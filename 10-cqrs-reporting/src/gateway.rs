@@ -24,9 +24,10 @@ use serde::Serialize;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
+use crate::platform::{self, Problem};
 use crate::{
-    Body, Breakers, DependencyCheck, Discovery, Health, HealthOverride, Problem,
-    RegistrationOptions, Upstream, guards, monitoring, telemetry,
+    Body, Breakers, DependencyCheck, Discovery, Health, HealthOverride, RegistrationOptions,
+    Upstream, guards, monitoring, telemetry,
 };
 use monitoring::Route;
 
@@ -79,12 +80,12 @@ pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
         .with_breakers(breakers.clone());
     let (max_body_bytes, last_answers) = (options.max_body_bytes, LastAnswers::default());
     let gateway = web::Data::new(Gateway { api_key, discovery, max_body_bytes, last_answers });
-    crate::serve(listener, move |routes| {
+    platform::serve(listener, move |routes| {
         routes.app_data(web::Data::new(crate::http_client())).app_data(gateway.clone());
         routes.app_data(breakers.clone());
         // Health is for the registry and operators: no API key needed.
         routes.route("/healthz", web::get().to(healthz));
-        let root = web::resource("/").get(aggregate).default_service(web::to(crate::only_get));
+        let root = web::resource("/").get(aggregate).default_service(web::to(platform::only_get));
         routes.service(
             web::scope("")
                 .wrap(from_fn(require_api_key))

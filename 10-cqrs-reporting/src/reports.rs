@@ -40,9 +40,10 @@ use tracing::{error, info, warn};
 
 use crate::accounts::AccountEvent;
 use crate::events::{Event, Id, Name, Page};
+use crate::platform::{self, Problem};
 use crate::store::{self, Store, StoreOptions, storage_problem};
 use crate::users::{UserEvent, UserState};
-use crate::{DependencyCheck, Discovery, Health, HealthOverride, Problem, RegistrationOptions};
+use crate::{DependencyCheck, Discovery, Health, HealthOverride, RegistrationOptions};
 
 pub const NAME: &str = "reports";
 
@@ -141,14 +142,14 @@ pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
     actix_web::rt::spawn(Follower::<UserEvent>::new(&options, &store, &progress).follow());
     actix_web::rt::spawn(Follower::<AccountEvent>::new(&options, &store, &progress).follow());
     let (store, progress) = (web::Data::new(store), web::Data::from(progress));
-    crate::serve(listener, move |routes| {
+    platform::serve(listener, move |routes| {
         routes.app_data(store.clone()).app_data(progress.clone());
         routes.route("/healthz", web::get().to(healthz));
         // Queries only: a report is changed by events, never by a client.
-        routes.service(web::resource("/").get(list).default_service(crate::not_allowed("GET")));
+        routes.service(web::resource("/").get(list).default_service(platform::not_allowed("GET")));
         let one = web::resource("/{user_id}").get(get);
-        routes.service(one.default_service(crate::not_allowed("GET")));
-        routes.default_service(web::to(crate::no_such_path));
+        routes.service(one.default_service(platform::not_allowed("GET")));
+        routes.default_service(web::to(platform::no_such_path));
     })
 }
 

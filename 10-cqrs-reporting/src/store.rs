@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::Problem;
+use crate::platform::Problem;
 
 /// Where the services keep their databases: in the workshop's `target/`,
 /// which no step's diff shows and which `cargo run` finds from any folder.

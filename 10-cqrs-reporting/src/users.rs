@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::events::{self, Id, Name};
+use crate::platform::{self, Problem, Stopping};
 use crate::store::{self, Store, StoreOptions};
-use crate::{DependencyCheck, Health, HealthOverride, Problem, RegistrationOptions};
+use crate::{DependencyCheck, Health, HealthOverride, RegistrationOptions};
 
 pub const NAME: &str = "users";
 
@@ -71,20 +72,23 @@ struct UserChange {
     state: Option<UserState>,
 }
 
-pub fn server(listener: TcpListener, options: Options) -> io::Result<Server> {
+pub fn server(listener: TcpListener, options: Options, stopping: Stopping) -> io::Result<Server> {
     let store = web::Data::new(Store::open(&options.store, NAME, "")?);
-    crate::serve(listener, move |routes| {
+    // The feed's long polls answer at once when the service stops.
+    let stopping = web::Data::new(stopping);
+    platform::serve(listener, move |routes| {
         routes
             .app_data(store.clone())
-            .app_data(crate::json_config())
-            .app_data(crate::query_config());
+            .app_data(stopping.clone())
+            .app_data(platform::json_config())
+            .app_data(platform::query_config());
         routes.route("/healthz", web::get().to(healthz));
         routes.route("/events", web::get().to(events::feed));
         let all = web::resource("/").get(list).post(create);
-        routes.service(all.default_service(crate::not_allowed("GET, POST")));
+        routes.service(all.default_service(platform::not_allowed("GET, POST")));
         let one = web::resource("/{id}").get(get).patch(change);
-        routes.service(one.default_service(crate::not_allowed("GET, PATCH")));
-        routes.default_service(web::to(crate::no_such_path));
+        routes.service(one.default_service(platform::not_allowed("GET, PATCH")));
+        routes.default_service(web::to(platform::no_such_path));
     })
 }
 

@@ -20,6 +20,16 @@ use std::time::Instant;
 use session::{Report, Session};
 
 fn main() -> ExitCode {
+    // The READMEs' commands are a Unix shell's (`sh`, `curl`, `kill -9`), and
+    // a terminal's Ctrl-C is a signal to a process group: Windows has
+    // neither. The program builds there, as the whole workspace must.
+    if cfg!(not(unix)) {
+        eprintln!(
+            "walkthrough: the READMEs' commands need a Unix shell (sh, kill, process groups); \
+             on Windows, run it in WSL, or read the READMEs by hand"
+        );
+        return ExitCode::FAILURE;
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_path_buf();
     let asked: Vec<String> = std::env::args().skip(1).collect();
     let steps = match steps(&root, &asked) {

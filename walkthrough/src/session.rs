@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+#[cfg(unix)]
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -266,7 +267,6 @@ impl Session {
             .stdin(Stdio::null())
             .stdout(writer.try_clone().map_err(|e| e.to_string())?)
             .stderr(writer)
-            .process_group(0)
             .env_remove("RUST_LOG")
             .env("CARGO_TERM_QUIET", "true")
             .env("NO_COLOR", "1")
@@ -278,6 +278,11 @@ impl Session {
         for (variable, port) in URL_VARIABLES {
             shell.env(variable, format!("http://127.0.0.1:{}", self.ports[&port.to_string()]));
         }
+        // A process group of its own, as a terminal gives each command: a
+        // Ctrl-C, `kill -INT -<group>`, reaches all of it. (Unix only: see
+        // `main`.)
+        #[cfg(unix)]
+        shell.process_group(0);
         let child = shell.spawn().map_err(|e| format!("`{command}`: {e}"))?;
         drop(shell); // our copies of the pipe's writing end: the reader sees its end
         let back: BTreeMap<String, String> =

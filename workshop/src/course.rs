@@ -19,6 +19,8 @@ pub struct Step {
     pub folder: String,
     pub number: u32,
     pub exercises: Vec<Exercise>,
+    /// The numbers of its README's discussion exercises: no check, no hints.
+    pub discussions: Vec<u32>,
 }
 
 pub struct Exercise {
@@ -57,7 +59,10 @@ impl Course {
             .map(|folder| {
                 let checks = fs::read_to_string(root.join(&folder).join("tests/exercises.rs"));
                 let exercises = exercises_in(&checks.unwrap_or_default());
-                Step { number: step_number(&folder).unwrap_or_default(), folder, exercises }
+                let readme = fs::read_to_string(root.join(&folder).join("README.md"));
+                let discussions = discussions_in(&readme.unwrap_or_default());
+                let number = step_number(&folder).unwrap_or_default();
+                Step { number, folder, exercises, discussions }
             })
             .collect();
         Ok(Course { root: root.to_path_buf(), steps })
@@ -101,12 +106,28 @@ impl Step {
         let found = self.exercises.iter().find(|exercise| Some(exercise.number) == number);
         found.ok_or_else(|| {
             let listed: Vec<String> = self.exercises.iter().map(Exercise::label).collect();
+            if number.is_some_and(|number| self.is_discussion(number)) {
+                return Error::new(format!(
+                    "{}'s exercise {named} is a discussion (README, \"Exercises\"): there is no \
+                     check to run for it. Its exercises with a check are: {}",
+                    self.folder,
+                    listed.join("; ")
+                ));
+            }
             Error::new(format!(
                 "{} has no exercise `{named}`; its exercises with a check are: {}",
                 self.folder,
                 listed.join("; ")
             ))
         })
+    }
+}
+
+impl Step {
+    /// True if exercise `number` of the README is one to talk over, not to
+    /// code: it has no check.
+    pub fn is_discussion(&self, number: u32) -> bool {
+        self.discussions.contains(&number)
     }
 }
 
@@ -121,8 +142,14 @@ impl Exercise {
         format!("{} ({})", self.number, self.title())
     }
 
+    /// The name in words. A name cannot hold an apostrophe, so a word such
+    /// as `service2s` is read back as `service2's`.
     pub fn title(&self) -> String {
-        self.name.replace('_', " ")
+        let words = self.name.split('_').map(|word| match word.strip_suffix('s') {
+            Some(owner) if owner.ends_with(|c: char| c.is_ascii_digit()) => format!("{owner}'s"),
+            _ => word.to_string(),
+        });
+        words.collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -154,9 +181,33 @@ pub fn exercises_in(checks: &str) -> Vec<Exercise> {
     exercises
 }
 
+/// The numbers of the discussion exercises in a README's "Exercises"
+/// section: the items that start `N. (Discussion)`.
+pub fn discussions_in(readme: &str) -> Vec<u32> {
+    let section = readme.split("\n## Exercises").nth(1).unwrap_or_default();
+    let section = section.split("\n## ").next().unwrap_or_default();
+    let items = section.lines().filter_map(|line| line.split_once(". (Discussion)"));
+    items.filter_map(|(number, _)| number.trim().parse().ok()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn discussion_exercises_are_read_from_the_readme() {
+        let readme = "## Run\n3. (Discussion) not here\n## Exercises\n\n1. Add a thing.\n\n\
+                      3. (Discussion) Start it twice.\n4. (Discussion) Why?\n## Next\n5. (Discussion)\n";
+        assert_eq!(discussions_in(readme), [3, 4]);
+    }
+
+    #[test]
+    fn a_digit_then_s_in_a_name_is_a_possessive() {
+        let exercise = Exercise { number: 1, name: "service1_wraps_service2s_answer".into() };
+        assert_eq!(exercise.title(), "service1 wraps service2's answer");
+        let exercise = Exercise { number: 2, name: "keep_one_trace_in_ten".into() };
+        assert_eq!(exercise.title(), "keep one trace in ten");
+    }
 
     #[test]
     fn exercises_are_read_from_the_names_of_their_checks() {

@@ -1,6 +1,7 @@
 //! The shipped state of a step is what git has in the last commit: `reset`
 //! and `solution --apply` go back to it, after saving what the learner
-//! changed. Only these two need git; every other command works without it.
+//! changed, and `diff` shows it. Only these need git; every other command
+//! works without it (and `diff` without it shows the folders as they are).
 //!
 //! The learner's own index is never touched to find the changes: new files
 //! are added to a temporary index, so that `git diff` shows them too.
@@ -65,6 +66,30 @@ impl Git {
         self.run(&["restore", "--source=HEAD", "--staged", "--worktree", "--", folder])?;
         self.run(&["clean", "-f", "-d", "-q", "--", folder])?;
         Ok(())
+    }
+
+    /// The files under `folder` (from the workspace's root) as shipped, as
+    /// paths relative to it with `/`.
+    pub fn shipped_files(&self, folder: &str) -> Result<Vec<String>> {
+        let listed = self.run(&["ls-tree", "-r", "-z", "--name-only", "HEAD", "--", folder])?;
+        let prefix = format!("{}/", folder.trim_end_matches('/'));
+        let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+        let files = listed.split('\0').filter_map(|path| path.strip_prefix(&prefix));
+        Ok(files.map(str::to_string).collect())
+    }
+
+    /// A file as shipped; empty if it was not.
+    pub fn shipped(&self, path: &str) -> String {
+        let shown = self.run(&["show", &format!("HEAD:{path}")]);
+        shown.map(|shown| String::from_utf8_lossy(&shown.stdout).into_owned()).unwrap_or_default()
+    }
+
+    /// True if anything under `folder` differs from how it was shipped (new
+    /// files too). Read-only: no lock on the learner's index.
+    pub fn is_edited(&self, folder: &str) -> Result<bool> {
+        let status = ["--no-optional-locks", "status", "--porcelain", "--untracked-files=all"];
+        let said = self.run(&[&status[..], &["--", folder]].concat())?;
+        Ok(!said.stdout.is_empty())
     }
 
     /// Applies a patch from the workspace's root.

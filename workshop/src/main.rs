@@ -7,6 +7,7 @@
 //! a new one is that module and a line in `Command`.
 
 mod checks;
+mod class;
 mod commands;
 mod course;
 mod disk;
@@ -17,13 +18,16 @@ mod ports;
 mod progress;
 mod saved;
 mod terminal;
+mod traffic;
 mod watch;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::{check, diff, doctor, hint, init, reset, solution, status};
+use commands::{
+    check, class as class_view, diff, doctor, hint, init, join, leave, reset, solution, status,
+};
 use course::Course;
 
 /// The workshop's companion: where you are, what to do next, and the tools
@@ -43,14 +47,23 @@ enum Command {
     Hint(hint::Args),
     /// The reference solution of an exercise (`--apply` to use it)
     Solution(solution::Args),
-    /// Put a step back as it was shipped, saving your changes as a patch
+    /// Put a step back as it was shipped, saving your changes as a patch and
+    /// clearing its checks' results
     Reset(reset::Args),
     /// The lesson: what a step changes in src/, in the README's order
     Diff(diff::Args),
     /// Is this laptop ready for the workshop? Run it before the day
     Doctor(doctor::Args),
+    /// Steady traffic through the running step, and what it knows beside it, live
+    Traffic(commands::traffic::Args),
     /// A copy without git (a zip download): record it as shipped
     Init(init::Args),
+    /// For the instructor: a live page of the class, who is where and who is stuck
+    Class(class_view::Args),
+    /// Send each check's result to the instructor's class (and nothing else)
+    Join(join::Args),
+    /// Stop sending check results to the class
+    Leave,
 }
 
 fn main() -> ExitCode {
@@ -63,7 +76,11 @@ fn main() -> ExitCode {
         Some(Command::Reset(args)) => reset::run(&course, args),
         Some(Command::Diff(args)) => diff::run(&course, args),
         Some(Command::Doctor(args)) => doctor::run(&course, args),
+        Some(Command::Traffic(args)) => commands::traffic::run(&course, args),
         Some(Command::Init(args)) => init::run(&course, args),
+        Some(Command::Class(args)) => class_view::run(&course, args),
+        Some(Command::Join(args)) => join::run(&course, args),
+        Some(Command::Leave) => leave::run(&course),
     });
     ran.unwrap_or_else(|error| {
         eprintln!("{}", terminal::Style::Failure.paint_err(&format!("error: {error}")));

@@ -33,6 +33,10 @@ pub struct Progress {
     /// Step folder -> exercise name -> what happened.
     #[serde(default)]
     steps: BTreeMap<String, BTreeMap<String, Record>>,
+    /// When `cargo workshop doctor` last found this laptop ready, if its
+    /// last run did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    doctor_passed: Option<String>,
     #[serde(skip)]
     path: PathBuf,
 }
@@ -92,7 +96,12 @@ impl Progress {
     }
 
     fn empty() -> Progress {
-        Progress { version: VERSION, steps: BTreeMap::new(), path: PathBuf::new() }
+        Progress {
+            version: VERSION,
+            steps: BTreeMap::new(),
+            doctor_passed: None,
+            path: PathBuf::new(),
+        }
     }
 
     fn drop_unknown(&mut self, course: &Course) {
@@ -105,9 +114,41 @@ impl Progress {
         });
     }
 
-    /// True until anything has been recorded: a fresh clone.
+    /// True until anything has been recorded of an exercise: a fresh clone
+    /// (where `doctor` may have run already).
     pub fn is_new(&self) -> bool {
-        self.steps.is_empty() && !self.path.exists()
+        self.steps.is_empty()
+    }
+
+    /// Notes how `doctor` found this laptop: a pass is remembered, so that
+    /// nothing asks for it again; a failure forgets the pass before it.
+    pub fn doctor_ran(&mut self, passed: bool) {
+        self.doctor_passed =
+            passed.then(|| humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+    }
+
+    pub fn doctor_passed(&self) -> bool {
+        self.doctor_passed.is_some()
+    }
+
+    /// The exercises before `step`'s `exercise`, in the course's order,
+    /// whose check never ran: what "Next" would otherwise pass over.
+    pub fn untried_before<'c>(
+        &self,
+        course: &'c Course,
+        step: &Step,
+        exercise: &Exercise,
+    ) -> Vec<(&'c Step, &'c Exercise)> {
+        let in_order = course.steps.iter().flat_map(|earlier_step| {
+            earlier_step.exercises.iter().map(move |earlier| (earlier_step, earlier))
+        });
+        let before = in_order.take_while(|(earlier_step, earlier)| {
+            earlier_step.folder != step.folder || earlier.number != exercise.number
+        });
+        let untried = |(earlier_step, earlier): &(&Step, &Exercise)| {
+            self.record(earlier_step, earlier).last_check.is_none()
+        };
+        before.filter(untried).collect()
     }
 
     pub fn record(&self, step: &Step, exercise: &Exercise) -> Record {
@@ -181,7 +222,7 @@ impl Progress {
 }
 
 impl Check {
-    /// How long ago, in words: `3m`, `2h`, `5days`.
+    /// How long ago, in words: `3m ago`, `2h ago`, `5 days ago`.
     pub fn ago(&self) -> String {
         let at = humantime::parse_rfc3339_weak(&self.at).unwrap_or(SystemTime::now());
         let elapsed = SystemTime::now().duration_since(at).unwrap_or_default().as_secs();
@@ -189,7 +230,9 @@ impl Check {
             0..60 => return "just now".to_string(),
             60..3600 => elapsed - elapsed % 60,
             3600..86400 => elapsed - elapsed % 3600,
-            _ => elapsed - elapsed % 86400,
+            // In days: humantime would say a month is 30.44 of them.
+            86400..172800 => return "1 day ago".to_string(),
+            _ => return format!("{} days ago", elapsed / 86400),
         };
         format!("{} ago", humantime::format_duration(Duration::from_secs(rounded)))
     }

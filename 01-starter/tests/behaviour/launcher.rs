@@ -111,9 +111,11 @@ fn send_signal(signal: &str, pid: u32) {
     assert!(sent.success(), "kill -{signal} {pid} failed");
 }
 
-/// Both services on free ports.
+/// Every service on a free port, service3 too (exercise 1 adds it; until
+/// then nothing reads the variable), so that no test starts one on its
+/// fixed port, which the running step or another test may hold.
 fn free_ports() -> Vec<(&'static str, String)> {
-    vec![("SERVICE1_PORT", "0".to_string()), ("SERVICE2_PORT", "0".to_string())]
+    ["SERVICE1_PORT", "SERVICE2_PORT", "SERVICE3_PORT"].map(|port| (port, "0".to_string())).to_vec()
 }
 
 #[actix_web::test]
@@ -157,8 +159,10 @@ async fn a_port_in_use_stops_the_step_with_a_message_that_says_what_to_do() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
 
-    let mut step =
-        Running::start(&[], &[("SERVICE1_PORT", "0".to_string()), ("SERVICE2_PORT", port.clone())]);
+    let mut env = free_ports();
+    env.retain(|(name, _)| *name != "SERVICE2_PORT");
+    env.push(("SERVICE2_PORT", port.clone()));
+    let mut step = Running::start(&[], &env);
     let status = step.exit_status().await;
     let output = step.rest_of_output().await;
     assert_eq!(status.code(), Some(1), "{output}");
@@ -276,6 +280,59 @@ async fn a_terminal_that_stops_reading_stops_neither_the_services_nor_a_signal()
         let stopped = timeout(PATIENCE, step.wait()).await;
         assert!(stopped.expect("SIGTERM did not stop the launcher").unwrap().success());
         assert!(client.get(&url).send().await.is_err(), "service2 outlived the launcher");
+    }
+}
+
+#[actix_web::test]
+async fn a_service_alone_whose_terminal_stops_reading_still_answers() {
+    // As with `cargo run -- service2 | sleep 300`, or Ctrl-S in a terminal:
+    // service2's own stdout is a pipe that nobody reads, for now.
+    let mut env = free_ports();
+    let url = format!("http://127.0.0.1:{}/", service2_port(&mut env));
+    let mut service2 = command(&["service2"], &env).stderr(Stdio::null()).spawn().unwrap();
+    let client = awc::Client::default();
+    let deadline = Instant::now() + PATIENCE;
+    while client.get(&url).send().await.is_err() {
+        assert!(Instant::now() < deadline, "service2 never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A log line per call: far more than the pipe and the service's queue
+    // hold (about a thousand lines each). Every call is answered.
+    call_service2(&client, &url, 3000).await;
+
+    // Read again, its output says how many lines went missing.
+    let mut output = BufReader::new(service2.stdout.take().unwrap()).lines();
+    let notice = async {
+        while let Ok(Some(line)) = output.next_line().await {
+            if line.contains(DROPPED) {
+                return line;
+            }
+        }
+        panic!("the output ended with no notice of lines dropped");
+    };
+    let more_lines = async {
+        loop {
+            call_service2(&client, &url, 1).await;
+        }
+    };
+    let notice = timeout(PATIENCE, async {
+        tokio::select! {
+            line = notice => line,
+            _ = more_lines => unreachable!(),
+        }
+    });
+    let notice = notice.await.expect("no notice of lines dropped once the output was read");
+    let count = notice.strip_prefix("service2 | ").and_then(|rest| rest.split(' ').next());
+    assert!(count.is_some_and(|count| count.parse::<usize>().is_ok()), "{notice}");
+
+    // Not read again, the pipe fills again; a signal still stops it.
+    call_service2(&client, &url, 1500).await;
+    #[cfg(unix)]
+    {
+        send_signal("TERM", service2.id().unwrap());
+        let stopped = timeout(PATIENCE, service2.wait()).await;
+        assert!(stopped.expect("SIGTERM did not stop service2").unwrap().success());
     }
 }
 

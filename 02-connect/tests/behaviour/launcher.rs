@@ -111,15 +111,22 @@ fn send_signal(signal: &str, pid: u32) {
     assert!(sent.success(), "kill -{signal} {pid} failed");
 }
 
-/// Both services on free ports, service1 knowing where service2 is.
+/// Every service on a free port of its own, service1 knowing where service2 is.
 fn free_ports() -> Vec<(&'static str, String)> {
-    // The OS picks a free port for service2, which then takes it (a tiny
-    // race, harmless here): service1 must be told service2's URL up front.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // The OS picks a free port for each service, which then takes it (a
+    // small race with other programs): service1 must be told service2's URL
+    // up front. The ports are held together while they are picked, so they
+    // differ; and no service binds port 0, which the OS could answer with a
+    // port picked here and already let go.
+    let held: Vec<TcpListener> =
+        (0..2).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let port = |i: usize| held[i].local_addr().unwrap().port();
+    let (service1_port, service2_port) = (port(0), port(1));
+    drop(held);
     vec![
-        ("SERVICE1_PORT", "0".to_string()),
-        ("SERVICE2_PORT", port.to_string()),
-        ("SERVICE2_URL", format!("http://127.0.0.1:{port}")),
+        ("SERVICE1_PORT", service1_port.to_string()),
+        ("SERVICE2_PORT", service2_port.to_string()),
+        ("SERVICE2_URL", format!("http://127.0.0.1:{service2_port}")),
     ]
 }
 
@@ -294,6 +301,59 @@ async fn a_terminal_that_stops_reading_stops_neither_the_services_nor_a_signal()
         let stopped = timeout(PATIENCE, step.wait()).await;
         assert!(stopped.expect("SIGTERM did not stop the launcher").unwrap().success());
         assert!(client.get(&url).send().await.is_err(), "service2 outlived the launcher");
+    }
+}
+
+#[actix_web::test]
+async fn a_service_alone_whose_terminal_stops_reading_still_answers() {
+    // As with `cargo run -- service2 | sleep 300`, or Ctrl-S in a terminal:
+    // service2's own stdout is a pipe that nobody reads, for now.
+    let mut env = free_ports();
+    let url = format!("http://127.0.0.1:{}/", service2_port(&mut env));
+    let mut service2 = command(&["service2"], &env).stderr(Stdio::null()).spawn().unwrap();
+    let client = awc::Client::default();
+    let deadline = Instant::now() + PATIENCE;
+    while client.get(&url).send().await.is_err() {
+        assert!(Instant::now() < deadline, "service2 never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A log line per call: far more than the pipe and the service's queue
+    // hold (about a thousand lines each). Every call is answered.
+    call_service2(&client, &url, 3000).await;
+
+    // Read again, its output says how many lines went missing.
+    let mut output = BufReader::new(service2.stdout.take().unwrap()).lines();
+    let notice = async {
+        while let Ok(Some(line)) = output.next_line().await {
+            if line.contains(DROPPED) {
+                return line;
+            }
+        }
+        panic!("the output ended with no notice of lines dropped");
+    };
+    let more_lines = async {
+        loop {
+            call_service2(&client, &url, 1).await;
+        }
+    };
+    let notice = timeout(PATIENCE, async {
+        tokio::select! {
+            line = notice => line,
+            _ = more_lines => unreachable!(),
+        }
+    });
+    let notice = notice.await.expect("no notice of lines dropped once the output was read");
+    let count = notice.strip_prefix("service2 | ").and_then(|rest| rest.split(' ').next());
+    assert!(count.is_some_and(|count| count.parse::<usize>().is_ok()), "{notice}");
+
+    // Not read again, the pipe fills again; a signal still stops it.
+    call_service2(&client, &url, 1500).await;
+    #[cfg(unix)]
+    {
+        send_signal("TERM", service2.id().unwrap());
+        let stopped = timeout(PATIENCE, service2.wait()).await;
+        assert!(stopped.expect("SIGTERM did not stop service2").unwrap().success());
     }
 }
 

@@ -20,15 +20,14 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::platform::machinery;
+
 /// An id a client chooses: 1 to 64 letters, digits, `-` or `_` (safe in a
-/// URL's path), and not one of the `RESERVED` paths.
+/// URL's path), and not one of a service's own paths (`machinery.rs`): a
+/// record at `/healthz` could be made, but never read or changed there.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String")]
 pub struct Id(String);
-
-/// Paths a service serves itself, or the gateway keeps from clients: a
-/// record at `/healthz` could be made, but never read or changed there.
-const RESERVED: [&str; 4] = ["events", "healthz", "metrics", "breakers"];
 
 impl TryFrom<String> for Id {
     type Error = String;
@@ -39,10 +38,10 @@ impl TryFrom<String> for Id {
         if !fits {
             return Err(format!("an id is 1 to 64 letters, digits, - or _; not {id:?}"));
         }
-        match RESERVED.contains(&id.as_str()) {
+        match machinery::is_own(&id) {
             true => Err(format!(
                 "the id {id:?} is a path the services keep for themselves ({}): choose another",
-                RESERVED.join(", ")
+                machinery::own_paths().join(", ")
             )),
             false => Ok(Id(id)),
         }

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use crate::checks::{self, Ran, Verdict};
+use crate::class;
 use crate::course::{Course, Exercise, Step};
 use crate::error::{Error, Result};
 use crate::progress::{Outcome, Progress};
@@ -71,6 +72,7 @@ fn check(course: &Course, step: &Step, exercises: &[&Exercise]) -> Result<bool> 
         Ran::Checked(results) => checked(&mut progress, step, exercises, &results),
     };
     progress.save()?;
+    class::report_checks(course, &progress, step, exercises);
     if all_passed {
         match progress.next(course) {
             Some((step, exercise)) => {

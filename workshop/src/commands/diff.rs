@@ -1,7 +1,8 @@
 //! `cargo workshop diff STEP`: the lesson. What the step changes in src/
-//! since the step before, file by file in the order its README's "What
-//! changed" section reads them, coloured and paged on a terminal. Computed
-//! here, so that it needs no git.
+//! since the step before, as shipped (the learner's own edits are not the
+//! lesson), file by file in the order its README's "What changed" section
+//! reads them, coloured and paged on a terminal. The files come from git's
+//! last commit; a copy without git shows its folders as they are.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -13,6 +14,7 @@ use similar::TextDiff;
 use crate::commands::solution::colour_patch_line;
 use crate::course::Course;
 use crate::error::Result;
+use crate::git::Git;
 use crate::terminal::{self, Style};
 
 #[derive(clap::Args)]
@@ -24,15 +26,15 @@ pub struct Args {
 pub fn run(course: &Course, args: Args) -> Result<ExitCode> {
     let step = course.step(&args.step)?;
     let before = course.step_before(step);
-    let new_src = course.root.join(&step.folder).join("src");
-    let old_src = before.map(|before| course.root.join(&before.folder).join("src"));
+    let source = Source::of(course);
     let readme =
         fs::read_to_string(course.root.join(&step.folder).join("README.md")).unwrap_or_default();
+    let new_src = format!("{}/src", step.folder);
+    let old_src = before.map(|before| format!("{}/src", before.folder));
 
-    let mut files = BTreeSet::new();
-    source_files(&new_src, "", &mut files);
+    let mut files: BTreeSet<String> = source.files(&new_src).into_iter().collect();
     if let Some(old_src) = &old_src {
-        source_files(old_src, "", &mut files);
+        files.extend(source.files(old_src));
     }
     let mut shown = match before {
         Some(before) => {
@@ -43,11 +45,17 @@ pub fn run(course: &Course, args: Args) -> Result<ExitCode> {
             step.folder
         ),
     };
+    let sides = [old_src.as_ref(), Some(&new_src)];
+    let mut notes: Vec<String> =
+        sides.into_iter().flatten().filter_map(|src| source.note(src)).collect();
+    notes.dedup();
+    for note in notes {
+        shown.push_str(&Style::Dim.paint(&terminal::wrap(&note, "", 78)));
+    }
     let mut changed = 0;
     for file in reading_order(&readme, files) {
-        let read = |src: &Path| fs::read_to_string(src.join(&file)).unwrap_or_default();
-        let old = old_src.as_deref().map(read).unwrap_or_default();
-        let new = read(&new_src);
+        let old = old_src.as_ref().map(|src| source.read(src, &file)).unwrap_or_default();
+        let new = source.read(&new_src, &file);
         if old == new {
             continue;
         }
@@ -70,6 +78,62 @@ pub fn run(course: &Course, args: Args) -> Result<ExitCode> {
     }
     terminal::page(&shown);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the steps' files are read from: the last commit, which is the
+/// steps as shipped, whatever the learner changed since; the folders as
+/// they are in a copy without git.
+enum Source<'c> {
+    Shipped(Git),
+    AsTheyAre(&'c Course),
+}
+
+impl<'c> Source<'c> {
+    fn of(course: &'c Course) -> Source<'c> {
+        match Git::of(course) {
+            Ok(git) => Source::Shipped(git),
+            Err(_) => Source::AsTheyAre(course),
+        }
+    }
+
+    /// The files under `src` (`07-circuit-breaker/src`), relative to it.
+    fn files(&self, src: &str) -> Vec<String> {
+        match self {
+            Source::Shipped(git) => git.shipped_files(src).unwrap_or_default(),
+            Source::AsTheyAre(course) => {
+                let mut files = BTreeSet::new();
+                source_files(&course.root.join(src), "", &mut files);
+                files.into_iter().collect()
+            }
+        }
+    }
+
+    fn read(&self, src: &str, file: &str) -> String {
+        match self {
+            Source::Shipped(git) => git.shipped(&format!("{src}/{file}")),
+            Source::AsTheyAre(course) => {
+                fs::read_to_string(course.root.join(src).join(file)).unwrap_or_default()
+            }
+        }
+    }
+
+    /// One line to say that what the learner sees in `src` is not what the
+    /// diff shows: their edits there, or a copy that cannot tell.
+    fn note(&self, src: &str) -> Option<String> {
+        match self {
+            Source::Shipped(git) => git.is_edited(src).unwrap_or(false).then(|| {
+                format!(
+                    "Your edits in {src} are not in this diff, which is of the steps as \
+                     shipped; `git status {src}` and `git diff {src}` show them."
+                )
+            }),
+            Source::AsTheyAre(_) => Some(
+                "This copy has no git history: the steps are shown as they are now, with any \
+                 edits of yours (`cargo workshop init` records them as shipped)."
+                    .to_string(),
+            ),
+        }
+    }
 }
 
 /// The files under `folder`, as paths relative to src/ with `/`.

@@ -7,6 +7,7 @@ use std::process::{Command, ExitCode};
 
 use crate::course::Course;
 use crate::error::Result;
+use crate::progress::Progress;
 use crate::terminal::Style;
 use crate::{disk, ports};
 
@@ -44,7 +45,9 @@ fn fail(what: impl Into<String>) -> Finding {
 }
 
 pub fn run(course: &Course, args: Args) -> Result<ExitCode> {
-    let ports = if args.ports.is_empty() { STEP_PORTS.to_vec() } else { args.ports };
+    // Only a run on the steps' own ports says whether this laptop is ready.
+    let own_ports = args.ports.is_empty();
+    let ports = if own_ports { STEP_PORTS.to_vec() } else { args.ports };
     let mut findings = vec![toolchain(course), dependencies(course)];
     findings.extend(ports.iter().map(|port| port_free(*port)));
     findings.push(disk_space(course));
@@ -68,6 +71,11 @@ pub fn run(course: &Course, args: Args) -> Result<ExitCode> {
     let count = |verdict| findings.iter().filter(|finding| finding.verdict == verdict).count();
     let (fails, warnings) = (count(Verdict::Fail), count(Verdict::Warn));
     println!("\n{fails} to fix, {warnings} optional or to know about.");
+    if own_ports {
+        let mut progress = Progress::load(course);
+        progress.doctor_ran(fails == 0);
+        progress.save()?;
+    }
     Ok(if fails == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 

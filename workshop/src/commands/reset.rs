@@ -1,6 +1,7 @@
 //! `cargo workshop reset STEP` (or `--all`): the step folder back as it was
 //! shipped, after saving what the learner changed in it (new files too) as
-//! a patch they can apply again.
+//! a patch they can apply again. Its checks' results go too: they were
+//! about the code now gone.
 
 use std::process::ExitCode;
 
@@ -43,7 +44,8 @@ pub fn run(course: &Course, args: Args) -> Result<ExitCode> {
         .map(|change| format!("{} ({})", change.step.folder, change.files()))
         .collect();
     let question = format!(
-        "Put {} back as shipped? Your changes are saved as a patch first.",
+        "Put {} back as shipped? Your changes are saved as a patch first, and the results of \
+         its checks are cleared from your progress.",
         listed.join(", ")
     );
     if !args.yes && !terminal::confirm(&question)? {
@@ -55,6 +57,10 @@ pub fn run(course: &Course, args: Args) -> Result<ExitCode> {
         println!("{} is back as shipped.", Style::Bold.paint(&change.step.folder));
         println!("  Your changes are saved in {}", patch.display());
         println!("  To bring them back: {}", Style::Bold.paint(&saved::bring_back(course, patch)));
+        println!(
+            "  Its checks' results are cleared from your progress: `cargo workshop` shows its \
+             exercises as not tried (the hints you read stay read)."
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
