@@ -1,9 +1,9 @@
 //! What a client of step 01's services sees.
 
+use crate::support::{header, start};
 use actix_web::http::StatusCode;
 use serde_json::{Value, json};
 use step01_starter::{service1, service2};
-use crate::support::{header, start};
 
 #[actix_web::test]
 async fn each_service_answers_its_name_on_any_path() {

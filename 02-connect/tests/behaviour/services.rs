@@ -3,11 +3,11 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
+use crate::support::{header, nothing_listening, start, start_service1};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 use step02_connect::service2;
-use crate::support::{header, nothing_listening, start, start_service1};
 
 /// How long service1 gives service2 to answer here: not long.
 const SERVICE2_TIMEOUT: Duration = Duration::from_millis(300);

@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::time::Duration;
 
+use crate::support::{PATIENCE, header, nothing_listening, request, start, start_service1};
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 use step03_api_gateway::gateway::{self, WORKSHOP_KEY};
 use step03_api_gateway::service2;
-use crate::support::{PATIENCE, header, nothing_listening, request, start, start_service1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn options(service1_url: &str, service2_url: &str) -> gateway::Options {

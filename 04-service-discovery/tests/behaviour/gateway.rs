@@ -4,15 +4,15 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::time::Duration;
 
+use crate::support::{
+    PATIENCE, header, nothing_listening, register_passing, request, start, start_service1,
+};
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 use step04_service_discovery::gateway::{self, WORKSHOP_KEY};
 use step04_service_discovery::{registry, service2};
-use crate::support::{
-    PATIENCE, header, nothing_listening, register_passing, request, start, start_service1,
-};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn options(service1_url: &str, service2_url: &str) -> gateway::Options {

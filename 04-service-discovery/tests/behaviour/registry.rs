@@ -3,10 +3,10 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use crate::support::{PATIENCE, start};
 use actix_web::http::StatusCode;
 use serde_json::{Value, json};
 use step04_service_discovery::{Registration, RegistrationOptions, registry};
-use crate::support::{PATIENCE, start};
 
 fn start_registry() -> String {
     start_registry_with_acl_token(None)

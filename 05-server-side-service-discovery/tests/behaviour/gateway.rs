@@ -6,16 +6,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::support::{
+    PATIENCE, header, nothing_listening, register_passing, registration, request, start,
+    start_service1,
+};
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 use step05_server_side_service_discovery::gateway::{self, WORKSHOP_KEY};
 use step05_server_side_service_discovery::{registry, service2};
-use crate::support::{
-    PATIENCE, header, nothing_listening, register_passing, registration, request, start,
-    start_service1,
-};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A gateway finding services in the registry at `registry_url`.

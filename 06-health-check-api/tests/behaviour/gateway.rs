@@ -6,16 +6,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::support::{
+    PATIENCE, gateway_options, header, nothing_listening, register_passing, request, start,
+    start_gateway, start_service1,
+};
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 use step06_health_check_api::gateway::{self, WORKSHOP_KEY};
 use step06_health_check_api::{registry, service2};
-use crate::support::{
-    PATIENCE, gateway_options, header, nothing_listening, register_passing, request, start,
-    start_gateway, start_service1,
-};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A registry where each `(service, url)` is a passing instance, and a

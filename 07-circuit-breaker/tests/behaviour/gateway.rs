@@ -6,16 +6,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::support::{
+    PATIENCE, gateway_options, header, nothing_listening, register_passing, request, start,
+    start_gateway, start_gateway_with, start_service1,
+};
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 use step07_circuit_breaker::gateway::{self, WORKSHOP_KEY};
 use step07_circuit_breaker::{registry, service2};
-use crate::support::{
-    PATIENCE, gateway_options, header, nothing_listening, register_passing, request, start,
-    start_gateway, start_gateway_with, start_service1,
-};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The whole step: a registry, service2, service1 finding it, and the

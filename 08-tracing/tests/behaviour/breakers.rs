@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::{
+    PATIENCE, register_passing, request, start, start_gateway_with, start_service1,
+};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 use step08_tracing::{registry, service2};
-use crate::support::{PATIENCE, register_passing, request, start, start_gateway_with, start_service1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 

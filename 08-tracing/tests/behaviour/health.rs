@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
-use serde_json::{Value, json};
-use step08_tracing::{registry, service2};
 use crate::support::{
     PATIENCE, gateway_options, get, nothing_listening, register, register_passing, request, start,
     start_gateway, start_service1,
 };
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde_json::{Value, json};
+use step08_tracing::{registry, service2};
 
 /// An instance whose `/healthz` answers whatever status the test sets.
 struct Switchable {

@@ -3,11 +3,13 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
+use crate::support::{
+    PATIENCE, get, header, nothing_listening, register_passing, start, start_service1,
+};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 use step08_tracing::{registry, service2};
-use crate::support::{PATIENCE, get, header, nothing_listening, register_passing, start, start_service1};
 
 /// How long service1 gives service2 to answer here: not long.
 const SERVICE2_TIMEOUT: Duration = Duration::from_millis(300);

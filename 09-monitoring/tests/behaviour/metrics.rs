@@ -8,11 +8,11 @@ use actix_web::http::StatusCode;
 use serde_json::Value;
 use tokio::process::Child;
 
-use step09_monitoring::{registry, service2};
 use crate::support::binary::{free_ports, lines_until, spawn, start_step};
 use crate::support::{
     PATIENCE, Sample, gateway_options, register_passing, request, scrape, start_gateway, value,
 };
+use step09_monitoring::{registry, service2};
 
 /// The whole step, service1 without its random delay and circuits that open
 /// for one second; the registry's and the gateway's URLs.

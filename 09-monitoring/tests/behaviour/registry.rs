@@ -3,11 +3,11 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use crate::support::{PATIENCE, registration, start};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 use step09_monitoring::{Registration, RegistrationOptions, registry};
-use crate::support::{PATIENCE, registration, start};
 
 fn start_registry() -> String {
     start_registry_with_acl_token(None)

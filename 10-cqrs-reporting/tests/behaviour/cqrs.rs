@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 use crate::support::PATIENCE;
 use crate::support::binary::{free_ports, lines_until, spawn, start_step};
-use crate::support::cqrs::{Services, call, get, send, spawn_service, stop, wait_for, wait_for_health};
+use crate::support::cqrs::{
+    Services, call, get, send, spawn_service, stop, wait_for, wait_for_health,
+};
 
 #[actix_web::test]
 async fn the_feed_serves_typed_events_in_order_a_page_at_a_time_and_waits_for_new_ones() {
