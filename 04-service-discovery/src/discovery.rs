@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use tracing::warn;
 
 use crate::Upstream;
-use crate::platform::Problem;
+use crate::platform::{self, Problem};
 
 /// Client-side discovery: asks the registry for the passing instances of a
 /// service, spreads calls over them in turn (round-robin), and remembers
@@ -127,7 +126,7 @@ impl Discovery {
         service: &str,
     ) -> Result<Vec<String>, Problem> {
         // Encoded: whatever a name holds, it stays one segment of the path.
-        let name = utf8_percent_encode(service, NON_ALPHANUMERIC);
+        let name = platform::path_segment(service);
         let entries =
             self.registry.get_json(client, &format!("/v1/health/service/{name}?passing")).await?;
         let entries = entries.as_array().map(Vec::as_slice).unwrap_or_default();

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::rt::task::JoinHandle;
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use crate::{Body, CallError, Upstream, http_client, http_url};
+use crate::platform::{http_url, path_segment};
+use crate::{Body, CallError, Upstream, http_client};
 
 /// Where the registry answers, when none is given.
 pub const REGISTRY_URL: &str = "http://127.0.0.1:8500";
@@ -98,7 +98,8 @@ impl Registration {
     /// registry has forgotten this instance (it restarted), registers again.
     async fn keep_alive(self) {
         let client = http_client();
-        let heartbeat_path = format!("/v1/agent/check/pass/service:{}", self.id);
+        let check_id = path_segment(&format!("service:{}", self.id));
+        let heartbeat_path = format!("/v1/agent/check/pass/{check_id}");
         let mut registered = false;
         let mut retry_in = Duration::from_millis(500);
         loop {
@@ -165,7 +166,7 @@ impl Registered {
     pub async fn leave(self) {
         self.heartbeat.abort();
         let registration = self.registration;
-        let id = utf8_percent_encode(&registration.id, NON_ALPHANUMERIC);
+        let id = path_segment(&registration.id);
         let path = format!("/v1/agent/service/deregister/{id}");
         match registration.put(&http_client(), &path, None).await {
             Ok(()) => info!("deregistered {}", registration.id),

@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix_web::rt::task::JoinHandle;
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use crate::{Body, CallError, Upstream, http_client, http_url};
+use crate::platform::{http_url, path_segment};
+use crate::{Body, CallError, Upstream, http_client};
 
 /// Where the registry answers, when none is given.
 pub const REGISTRY_URL: &str = "http://127.0.0.1:8500";
@@ -159,7 +159,7 @@ impl Registered {
     pub async fn leave(self) {
         self.refresh.abort();
         let registration = self.registration;
-        let id = utf8_percent_encode(&registration.id, NON_ALPHANUMERIC);
+        let id = path_segment(&registration.id);
         let path = format!("/v1/agent/service/deregister/{id}");
         match registration.put(&http_client(), &path, None).await {
             Ok(()) => info!("deregistered {}", registration.id),

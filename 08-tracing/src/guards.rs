@@ -45,9 +45,9 @@ use actix_web::web::{self, Bytes};
 use awc::error::{PayloadError, SendRequestError};
 use awc::{ClientRequest, ClientResponse};
 use futures_util::{Stream, StreamExt};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::percent_decode_str;
 
-use crate::platform::{Problem, machinery};
+use crate::platform::{self, Problem, machinery};
 use crate::{Body, CallError};
 
 /// The segments of a path as a service will read them, percent-decoded:
@@ -99,15 +99,10 @@ pub fn check_not_internal(segments: &[String]) -> Result<(), Problem> {
     Ok(())
 }
 
-/// Bytes a path segment is sent with as they are (RFC 3986's unreserved
-/// characters); every other one is percent-encoded.
-const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
-
 /// The path, and query, that the service will see: the decoded `segments`,
 /// each encoded one way only.
 pub fn path_for_service(segments: &[String], query: Option<&str>) -> String {
-    let encoded: Vec<String> =
-        segments.iter().map(|part| utf8_percent_encode(part, UNRESERVED).to_string()).collect();
+    let encoded: Vec<String> = segments.iter().map(|part| platform::path_segment(part)).collect();
     match query {
         Some(query) => format!("{}?{query}", encoded.join("/")),
         None => encoded.join("/"),

@@ -10,11 +10,10 @@ use actix_web::ResponseError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::web;
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use tracing::{debug, warn};
 
-use crate::platform::Problem;
+use crate::platform::{self, Problem};
 use crate::{Breakers, Upstream};
 
 /// Client-side discovery: asks the registry for the instances of a service,
@@ -283,7 +282,7 @@ impl Discovery {
         service: &str,
     ) -> Result<Vec<(String, bool)>, Problem> {
         // Encoded: whatever a name holds, it stays one segment of the path.
-        let name = utf8_percent_encode(service, NON_ALPHANUMERIC);
+        let name = platform::path_segment(service);
         let entries = self.registry.get_json(client, &format!("/v1/health/service/{name}")).await?;
         let entries = entries.as_array().map(Vec::as_slice).unwrap_or_default();
         let healthy = |entry: &Value| {

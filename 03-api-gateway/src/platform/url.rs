@@ -4,6 +4,7 @@
 //! later.
 
 use actix_web::http::Uri;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// An `http://` URL with a host and, if any, a port from 1 to 65535;
 /// without its trailing `/`, so that a path can be added to it. For clap's
@@ -23,4 +24,18 @@ pub fn http_url(text: &str) -> Result<String, String> {
         (Some("https"), _) => Err("https is not supported by the workshop's services".into()),
         _ => Err(not_http()),
     }
+}
+
+/// Bytes a path segment is sent with as they are: RFC 3986's unreserved
+/// characters, and `:` and `@`, which a segment may hold as they are (so
+/// that a check's id, `service:service2-…`, reads the same in every log).
+/// Every other byte is percent-encoded.
+const AS_THEY_ARE: &AsciiSet =
+    &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b':').remove(b'@');
+
+/// `text` as one segment of a URL's path. Whatever goes into a URL is
+/// encoded, so that it cannot add a segment, a query or a fragment of its
+/// own: `users?1` is sent as `users%3F1`.
+pub fn path_segment(text: &str) -> String {
+    utf8_percent_encode(text, AS_THEY_ARE).to_string()
 }

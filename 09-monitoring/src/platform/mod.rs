@@ -38,4 +38,4 @@ pub use routes::{on_every_get, only_get};
 pub use run::{RunOptions, run};
 pub use serve::serve;
 pub use shutdown::{StoppedBy, shutdown_signal};
-pub use url::http_url;
+pub use url::{http_url, path_segment};
