@@ -112,10 +112,10 @@ fn first_inner_cfg_leaves_out_windows(code: &str) -> bool {
     let mut rest = code.trim_start();
     while let Some(after) = rest.strip_prefix("#![") {
         let end = closing(after, 0, '[', ']').unwrap_or(after.len());
-        if let Some(condition) = after[..end].trim().strip_prefix("cfg(") {
-            if on_windows(condition.trim_end_matches(')')) == Some(false) {
-                return true;
-            }
+        if let Some(condition) = after[..end].trim().strip_prefix("cfg(")
+            && on_windows(condition.trim_end_matches(')')) == Some(false)
+        {
+            return true;
         }
         rest = after[end..].trim_start_matches(']').trim_start();
     }
