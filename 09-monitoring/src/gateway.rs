@@ -29,7 +29,6 @@ use crate::{
     Body, Breakers, DependencyCheck, Discovery, Health, HealthOverride, RegistrationOptions,
     Upstream, guards, monitoring, telemetry,
 };
-use monitoring::Route;
 
 pub const NAME: &str = "gateway";
 
@@ -352,7 +351,7 @@ async fn proxy(
     let span_name = format!("{} /api/{name}", request.method());
     telemetry::rename_request_span("/api/{service}/{path}", span_name);
     // And counted under that route, for Prometheus.
-    request.extensions_mut().insert(Route("/api/{service}/{path}"));
+    request.extensions_mut().insert(monitoring::Route("/api/{service}/{path}"));
     guards::check_headers(&request)?;
     let body = guards::checked_body(&request, payload, gateway.max_body_bytes)?;
     // One lookup in the registry tells all: no such service (404), none
