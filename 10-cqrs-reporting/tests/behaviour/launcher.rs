@@ -414,47 +414,10 @@ const DROPPED: &str = " dropped while the terminal was not reading";
 
 #[actix_web::test]
 async fn a_terminal_that_stops_reading_stops_neither_the_services_nor_a_signal() {
-    // As with `cargo run | sleep 300`, or Ctrl-S in a terminal: the
-    // launcher's stdout is a pipe that nobody reads, for now.
+    // As with `cargo run | sleep 300`, or Ctrl-S in a terminal.
     let mut env = free_ports();
     env.push(("DATA_DIR", scratch_data_dir("launcher").display().to_string()));
-    let url = format!("http://127.0.0.1:{}/", service2_port(&mut env));
-    let mut step = command(&[], &env).stderr(Stdio::null()).spawn().unwrap();
-    let client = awc::Client::default();
-    let deadline = Instant::now() + PATIENCE;
-    while client.get(&url).send().await.is_err() {
-        assert!(Instant::now() < deadline, "service2 never answered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
-    // A line per call: far more than the pipe and the launcher's queue hold
-    // (about a thousand lines each).
-    call_service2(&client, &url, 3000).await;
-
-    // Read again, the output says how many lines went missing, and where.
-    let mut output = BufReader::new(step.stdout.take().unwrap()).lines();
-    let notice = async {
-        while let Ok(Some(line)) = output.next_line().await {
-            if line.contains(DROPPED) {
-                return line;
-            }
-        }
-        panic!("the output ended with no notice of lines dropped");
-    };
-    let more_lines = async {
-        loop {
-            call_service2(&client, &url, 1).await;
-        }
-    };
-    let notice = timeout(PATIENCE, async {
-        tokio::select! {
-            line = notice => line,
-            _ = more_lines => unreachable!(),
-        }
-    });
-    let notice = notice.await.expect("no notice of lines dropped once the output was read");
-    let count = notice.strip_prefix("launcher | ").and_then(|rest| rest.split(' ').next());
-    assert!(count.is_some_and(|count| count.parse::<usize>().is_ok()), "{notice}");
+    let (mut step, client, url) = fill_the_unread_output(&[], env, "launcher").await;
 
     // Not read again, the pipe fills again; a signal still stops the step.
     call_service2(&client, &url, 1500).await;
@@ -469,24 +432,43 @@ async fn a_terminal_that_stops_reading_stops_neither_the_services_nor_a_signal()
 
 #[actix_web::test]
 async fn a_service_alone_whose_terminal_stops_reading_still_answers() {
-    // As with `cargo run -- service2 | sleep 300`, or Ctrl-S in a terminal:
-    // service2's own stdout is a pipe that nobody reads, for now.
+    // As with `cargo run -- service2 | sleep 300`: service2's own stdout.
     let mut env = free_ports();
+    env.push(("DATA_DIR", scratch_data_dir("launcher").display().to_string()));
+    let (mut service2, client, url) = fill_the_unread_output(&["service2"], env, "service2").await;
+
+    // Not read again, the pipe fills again; a signal still stops it.
+    call_service2(&client, &url, 1500).await;
+    #[cfg(unix)]
+    {
+        send_signal("TERM", service2.id().unwrap());
+        let stopped = timeout(PATIENCE, service2.wait()).await;
+        assert!(stopped.expect("SIGTERM did not stop service2").unwrap().success());
+    }
+}
+
+/// Runs the program with `args`, its stdout a pipe that nobody reads for
+/// now, and calls service2 far more often than the pipe and the output's
+/// queue hold (about a thousand lines each): every call must be answered.
+/// Then reads the output again: `speaker`'s line must say how many lines
+/// went missing. Returns the program, still running, its output unread
+/// since, a client, and service2's URL.
+async fn fill_the_unread_output(
+    args: &[&str],
+    mut env: Vec<(&'static str, String)>,
+    speaker: &str,
+) -> (Child, awc::Client, String) {
     let url = format!("http://127.0.0.1:{}/", service2_port(&mut env));
-    let mut service2 = command(&["service2"], &env).stderr(Stdio::null()).spawn().unwrap();
+    let mut program = command(args, &env).stderr(Stdio::null()).spawn().unwrap();
     let client = awc::Client::default();
     let deadline = Instant::now() + PATIENCE;
     while client.get(&url).send().await.is_err() {
         assert!(Instant::now() < deadline, "service2 never answered");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-
-    // A log line per call: far more than the pipe and the service's queue
-    // hold (about a thousand lines each). Every call is answered.
     call_service2(&client, &url, 3000).await;
 
-    // Read again, its output says how many lines went missing.
-    let mut output = BufReader::new(service2.stdout.take().unwrap()).lines();
+    let mut output = BufReader::new(program.stdout.take().unwrap()).lines();
     let notice = async {
         while let Ok(Some(line)) = output.next_line().await {
             if line.contains(DROPPED) {
@@ -507,17 +489,10 @@ async fn a_service_alone_whose_terminal_stops_reading_still_answers() {
         }
     });
     let notice = notice.await.expect("no notice of lines dropped once the output was read");
-    let count = notice.strip_prefix("service2 | ").and_then(|rest| rest.split(' ').next());
+    let count =
+        notice.strip_prefix(&format!("{speaker} | ")).and_then(|rest| rest.split(' ').next());
     assert!(count.is_some_and(|count| count.parse::<usize>().is_ok()), "{notice}");
-
-    // Not read again, the pipe fills again; a signal still stops it.
-    call_service2(&client, &url, 1500).await;
-    #[cfg(unix)]
-    {
-        send_signal("TERM", service2.id().unwrap());
-        let stopped = timeout(PATIENCE, service2.wait()).await;
-        assert!(stopped.expect("SIGTERM did not stop service2").unwrap().success());
-    }
+    (program, client, url)
 }
 
 /// service2's port in `env`, made a free one if it is 0 (any port) there.
