@@ -159,13 +159,17 @@ impl Discovery {
         Problem::new(StatusCode::NOT_FOUND, detail)
     }
 
-    /// Whether the registry was asked for `service` less than a second ago.
-    /// (An answer that listed none counts too: a name asked for again and
-    /// again costs one call a second, not one each.)
+    /// Whether the registry was asked for `service` less than a second ago,
+    /// and its answer still stands: it had an instance to call, or it listed
+    /// none of a name it has never listed (a name no one has, asked for
+    /// again and again, costs one call a second, not one each). A service
+    /// it has listed, with no instance to call now, is asked again: it may
+    /// be passing already, and a caller that waited for that must see it.
     fn fresh(&self, service: &str) -> bool {
         let known = self.known.lock().expect("discovery cache");
-        let instances = known.get(service);
-        instances.is_some_and(|instances| instances.asked_at.elapsed() <= REMEMBER_INSTANCES_FOR)
+        let Some(instances) = known.get(service) else { return false };
+        let stands = !instances.urls.is_empty() || instances.last_listed.is_none();
+        stands && instances.asked_at.elapsed() <= REMEMBER_INSTANCES_FOR
     }
 
     /// Remembers the instances the registry `listed` for `service`, each

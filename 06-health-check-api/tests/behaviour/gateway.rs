@@ -545,6 +545,31 @@ async fn an_unknown_service_is_a_404_and_one_with_no_passing_instance_a_503() {
 }
 
 #[actix_web::test]
+async fn a_service_whose_check_just_passed_is_called_at_once() {
+    // The gateway's memory of the registry's answers must not hide an
+    // instance that has just come up: what waited for it must reach it.
+    let registry_url = start(registry::server);
+    let service2 = start(service2::server);
+    let address: std::net::SocketAddr = service2.trim_start_matches("http://").parse().unwrap();
+    let critical = json!({
+        "Name": "service2", "ID": "service2-up", "Address": "127.0.0.1",
+        "Port": address.port(), "Check": { "CheckID": "up", "TTL": "1m" },
+    });
+    let client = awc::Client::default();
+    let register = format!("{registry_url}/v1/agent/service/register");
+    assert!(client.put(register).send_json(&critical).await.unwrap().status().is_success());
+    let gateway = start_gateway(gateway_options(&registry_url));
+    let url = format!("{gateway}/api/service2/");
+    let response = request("GET", &url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    let pass = format!("{registry_url}/v1/agent/check/pass/up");
+    assert!(client.put(pass).send().await.unwrap().status().is_success());
+    let response = request("GET", &url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "the instance that just passed");
+}
+
+#[actix_web::test]
 async fn calls_to_a_service_go_to_its_instances_in_turn() {
     let (a, b) = (start_echo(), start_echo());
     let gateway = start_gateway_with(&[("service2", &a), ("service2", &b)]).await;
