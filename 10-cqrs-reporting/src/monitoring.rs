@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
@@ -86,11 +86,20 @@ fn keep_up(prometheus: PrometheusHandle) {
     let upkeep = move || {
         loop {
             std::thread::sleep(Duration::from_secs(5));
+            let _one_at_a_time = rendering();
             let _ = prometheus.render_to_write(&mut std::io::sink());
         }
     };
     let thread = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(upkeep);
     thread.expect("a thread for the metrics' upkeep");
+}
+
+/// Rendering, and the upkeep, one at a time. Two at once can bring back a
+/// histogram the other has just dropped as idle: empty, and then for good,
+/// since the recorder no longer knows it (a series of a service gone).
+fn rendering() -> MutexGuard<'static, ()> {
+    static RENDERING: Mutex<()> = Mutex::new(());
+    RENDERING.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The `# HELP` line of each metric: what it counts, in words.
@@ -119,9 +128,12 @@ pub async fn metrics_page(
 ) -> HttpResponse {
     let recorder = recorder();
     recorder.process.collect();
-    // Keeps the histograms from growing between scrapes.
-    recorder.prometheus.run_upkeep();
-    let mut page = recorder.prometheus.render();
+    let mut page = {
+        let _one_at_a_time = rendering();
+        // Keeps the histograms from growing between scrapes.
+        recorder.prometheus.run_upkeep();
+        recorder.prometheus.render()
+    };
     if let Some(breakers) = breakers {
         write_circuit_states(&mut page, &breakers.circuits());
     }
